@@ -1,0 +1,279 @@
+import type { JWTPayload } from 'jose';
+import { resolveClientConfig, type DuoClientOptions, type ResolvedDuoClientConfig } from './config.js';
+import { DuoError, upstreamText } from './errors.js';
+import { DuoHttp } from './http.js';
+import { HsKey, JwtVerifyError, epochSeconds, signJwt, verifyJwt } from './jwt.js';
+import { generateJti, generateNonce, generateState } from './random.js';
+import type { DuoAuthorization, DuoAuthUrlOptions, DuoHealthCheckResult, DuoIdTokenClaims } from './types.js';
+import { NESTJS_DUO_VERSION } from './version.js';
+
+/** Seconds of clock leeway on every time claim, as Duo's SDKs allow. */
+export const CLOCK_LEEWAY_SECONDS = 60;
+/** Lifetime of the JWTs we sign (client assertion, request JWT), as Duo's SDKs use. */
+const JWT_LIFETIME_SECONDS = 300;
+const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+/** State and nonce bounds that Duo accepts. */
+const MIN_STATE = 16;
+const MAX_STATE = 1024;
+const URL_SAFE = /^[A-Za-z0-9._~-]+$/;
+
+/**
+ * Duo's Universal Prompt protocol (Web SDK v4): health check, authorize URL,
+ * code exchange and every id_token check, stricter than Duo's own SDKs.
+ * Stateless apart from its configuration, key and connection pool.
+ */
+export class DuoClient {
+  readonly config: ResolvedDuoClientConfig;
+  readonly #key: HsKey;
+  readonly #http: DuoHttp;
+
+  constructor(options: DuoClientOptions) {
+    this.config = resolveClientConfig(options);
+    this.#key = new HsKey(options.clientSecret);
+    this.#http = new DuoHttp({
+      timeoutMs: this.config.timeoutMs,
+      maxConcurrentRequests: this.config.maxConcurrentRequests,
+      userAgent: `nestjs-duo/${NESTJS_DUO_VERSION} node/${process.versions.node}`,
+      ...(this.config.ca === undefined ? {} : { ca: this.config.ca }),
+      ...(this.config.proxy === undefined ? {} : { proxy: this.config.proxy }),
+    });
+  }
+
+  /** Calls Duo in flight now (for metrics and the load tests). */
+  get inFlight(): number {
+    return this.#http.inFlight;
+  }
+
+  generateState(): string {
+    return generateState();
+  }
+
+  generateNonce(): string {
+    return generateNonce();
+  }
+
+  /** Asks Duo whether it can take a login now, and measures our clock against Duo's. */
+  async healthCheck(): Promise<DuoHealthCheckResult> {
+    const url = this.config.healthCheckUrl;
+    const { body } = await this.#http.postForm(
+      url,
+      { client_id: this.config.clientId, client_assertion: await this.#clientAssertion(url) },
+      'health check',
+    );
+    const answer = asObject(body);
+    const response = asObject(answer?.response);
+    if (answer?.stat === 'OK' && typeof response?.timestamp === 'number' && Number.isFinite(response.timestamp)) {
+      const timestamp = response.timestamp;
+      const clockOffsetSeconds = timestamp - Date.now() / 1000;
+      const rounded = Math.round(clockOffsetSeconds);
+      const result: DuoHealthCheckResult = { timestamp, clockOffsetSeconds };
+      if (Math.abs(clockOffsetSeconds) > this.config.clockSkewWarningSeconds) {
+        result.clockSkewWarning =
+          `This server's clock is ${Math.abs(rounded)} s ${rounded > 0 ? 'behind' : 'ahead of'} Duo's. ` +
+          `Duo's tokens allow only ${CLOCK_LEEWAY_SECONDS} s of leeway, so logins will fail: synchronise the clock (NTP).`;
+      }
+      return result;
+    }
+    throw this.#duoFailure(answer, 'health check', 'duo_unavailable');
+  }
+
+  /**
+   * Starts one authorization: a fresh state and nonce and the URL to send the
+   * browser to. Keep `state` and `nonce` server-side for the callback.
+   */
+  async startAuthorization(username: string, options: Omit<DuoAuthUrlOptions, 'nonce'> = {}): Promise<DuoAuthorization> {
+    const state = generateState();
+    const nonce = generateNonce();
+    const url = await this.createAuthUrl(username, state, { ...options, nonce });
+    return { url, state, nonce };
+  }
+
+  /** The URL of Duo's prompt for this user, with a signed request JWT. */
+  async createAuthUrl(username: string, state: string, options: DuoAuthUrlOptions = {}): Promise<string> {
+    checkUsername(username);
+    checkOpaque('state', state);
+    if (options.nonce !== undefined) checkOpaque('nonce', options.nonce);
+    const now = epochSeconds();
+    const claims: JWTPayload = {
+      response_type: 'code',
+      scope: 'openid',
+      client_id: this.config.clientId,
+      redirect_uri: this.config.redirectUri,
+      state,
+      duo_uname: username,
+      use_duo_code_attribute: true,
+      iss: this.config.clientId,
+      aud: this.config.baseUrl,
+      iat: now,
+      exp: now + JWT_LIFETIME_SECONDS,
+    };
+    if (options.nonce !== undefined) claims.nonce = options.nonce;
+    if (options.destAppName !== undefined) claims.dest_app_name = checkText('destAppName', options.destAppName);
+    if (options.displayUsername !== undefined) claims.display_username = checkText('displayUsername', options.displayUsername);
+    if (options.maxAge !== undefined) {
+      if (!Number.isInteger(options.maxAge) || options.maxAge < 0) {
+        throw new DuoError('input_invalid', 'maxAge must be a whole number of seconds, 0 or more.');
+      }
+      claims.max_age = options.maxAge;
+    }
+    if (options.promptLogin) claims.prompt = 'login';
+    const query = new URLSearchParams({
+      response_type: 'code',
+      client_id: this.config.clientId,
+      request: await signJwt(this.#key, claims),
+      redirect_uri: this.config.redirectUri,
+      scope: 'openid',
+    });
+    return `${this.config.authorizeUrl}?${query.toString()}`;
+  }
+
+  /**
+   * Exchanges the code from Duo's callback for the verified id_token claims.
+   * Throws a DuoError unless Duo says this very user passed (and, when a nonce
+   * was sent, that this very flow did).
+   */
+  async exchangeAuthorizationCode(code: string, username: string, nonce?: string): Promise<DuoIdTokenClaims> {
+    checkCode(code);
+    checkUsername(username);
+    if (nonce !== undefined) checkOpaque('nonce', nonce);
+    const url = this.config.tokenUrl;
+    const { status, body } = await this.#http.postForm(
+      url,
+      {
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: this.config.redirectUri,
+        client_id: this.config.clientId,
+        client_assertion_type: CLIENT_ASSERTION_TYPE,
+        client_assertion: await this.#clientAssertion(url),
+      },
+      'token exchange',
+    );
+    const answer = asObject(body);
+    if (status < 200 || status >= 300) {
+      if (answer?.error === 'invalid_grant') {
+        throw new DuoError('code_invalid', 'Duo refused the authorization code (invalid_grant): it expired, was already used, or was issued for another redirect URI. Start the login again.');
+      }
+      throw this.#duoFailure(answer, 'token exchange', 'duo_request_rejected');
+    }
+    if (!answer) throw new DuoError('duo_upstream_invalid', "Duo's token answer is not a JSON object.");
+    if (typeof answer.id_token !== 'string') throw new DuoError('duo_upstream_invalid', "Duo's token answer has no id_token.");
+    if (typeof answer.token_type !== 'string' || answer.token_type.toLowerCase() !== 'bearer') {
+      throw new DuoError('duo_upstream_invalid', `Duo's token answer has token_type ${upstreamText(answer.token_type) ?? 'missing'}; expected Bearer.`);
+    }
+    return this.verifyIdToken(answer.id_token, username, nonce);
+  }
+
+  /** Duo's SDK name for exchangeAuthorizationCode(). */
+  exchangeAuthorizationCodeFor2FAResult(code: string, username: string, nonce?: string): Promise<DuoIdTokenClaims> {
+    return this.exchangeAuthorizationCode(code, username, nonce);
+  }
+
+  /** Every id_token check, each failure named. Exposed for users who receive tokens another way. */
+  async verifyIdToken(idToken: string, username: string, nonce?: string): Promise<DuoIdTokenClaims> {
+    let payload: JWTPayload;
+    try {
+      payload = await verifyJwt(this.#key, idToken, CLOCK_LEEWAY_SECONDS);
+    } catch (error) {
+      if (error instanceof JwtVerifyError) {
+        const hint = error.failure === 'expired' || error.failure === 'not_yet_valid' ? ' Check that this server\'s clock is right (NTP).' : '';
+        throw new DuoError('token_invalid', `Duo's id_token ${error.message}.${hint}`);
+      }
+      throw error;
+    }
+    const invalid = (what: string): DuoError => new DuoError('token_invalid', `Duo's id_token ${what}.`);
+    if (payload.iss !== this.config.tokenUrl) throw invalid('has the wrong issuer (iss); check apiHost / apiBaseUrl');
+    const aud = payload.aud;
+    const audOk = aud === this.config.clientId || (Array.isArray(aud) && aud.length === 1 && aud[0] === this.config.clientId);
+    if (!audOk) throw invalid('is not for this client (aud must be exactly the client id)');
+    if (typeof payload.exp !== 'number') throw invalid('has no expiry (exp)');
+    if (typeof payload.iat !== 'number') throw invalid('has no issue time (iat)');
+    if (payload.iat > epochSeconds() + CLOCK_LEEWAY_SECONDS) {
+      throw invalid("was issued in the future (iat); check that this server's clock is right (NTP)");
+    }
+    if (typeof payload.preferred_username !== 'string') throw invalid('has no preferred_username');
+    if (!sameUsername(payload.preferred_username, username, this.config.usernameMatch === 'case-insensitive')) {
+      throw new DuoError('username_mismatch', 'Duo verified a different user than the one who started this login; the second factor does not count.');
+    }
+    if (nonce !== undefined && payload.nonce !== nonce) {
+      throw new DuoError('nonce_mismatch', 'The id_token belongs to another login (nonce mismatch); the second factor does not count.');
+    }
+    const authResult = asObject(payload.auth_result);
+    if (authResult?.status !== 'allow') {
+      throw new DuoError('second_factor_denied', `Duo did not allow this authentication (status ${upstreamText(authResult?.status, 40) ?? 'missing'}).`);
+    }
+    return payload as DuoIdTokenClaims;
+  }
+
+  /** Closes the connection pool. */
+  async close(): Promise<void> {
+    await this.#http.close();
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { clientId: this.config.clientId, baseUrl: this.config.baseUrl, redirectUri: this.config.redirectUri };
+  }
+
+  async #clientAssertion(audience: string): Promise<string> {
+    const now = epochSeconds();
+    return signJwt(
+      this.#key,
+      { iss: this.config.clientId, sub: this.config.clientId, aud: audience, jti: generateJti(), iat: now, exp: now + JWT_LIFETIME_SECONDS },
+      'JWT',
+    );
+  }
+
+  /** Turns Duo's error answers (FAIL or OAuth style) into our errors without echoing the body. */
+  #duoFailure(answer: Record<string, unknown> | undefined, what: string, fallback: 'duo_unavailable' | 'duo_request_rejected'): DuoError {
+    const message = upstreamText(answer?.message);
+    const detail = upstreamText(answer?.message_detail) ?? upstreamText(answer?.error_description);
+    const error = upstreamText(answer?.error, 40);
+    if (message === 'invalid_client' || error === 'invalid_client' || answer?.code === 40002) {
+      return new DuoError(
+        'duo_invalid_client',
+        `Duo refused our credentials in the ${what} (invalid_client${detail ? `: ${detail}` : ''}). Check clientId, clientSecret and apiHost against the Duo Admin Panel, and that this server's clock is right.`,
+      );
+    }
+    if (message || error) {
+      return new DuoError(fallback, `Duo answered the ${what} with an error: ${message ?? error}${detail ? `: ${detail}` : ''}.`);
+    }
+    return new DuoError('duo_upstream_invalid', `Duo's answer to the ${what} is missing expected data.`);
+  }
+}
+
+function asObject(value: unknown): Record<string, unknown> | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+function sameUsername(fromDuo: string, expected: string, caseInsensitive: boolean): boolean {
+  if (!caseInsensitive) return fromDuo === expected;
+  return fromDuo.localeCompare(expected, undefined, { sensitivity: 'accent' }) === 0 && fromDuo.toLowerCase() === expected.toLowerCase();
+}
+
+function checkUsername(username: unknown): asserts username is string {
+  if (typeof username !== 'string' || username.length === 0) throw new DuoError('input_invalid', 'The username must be a non-empty string.');
+  if (username.length > 512) throw new DuoError('input_invalid', 'The username is longer than 512 characters.');
+  if (/[\x00-\x1f\x7f]/.test(username)) throw new DuoError('input_invalid', 'The username contains control characters.');
+}
+
+function checkOpaque(name: 'state' | 'nonce', value: unknown): asserts value is string {
+  if (typeof value !== 'string') throw new DuoError(name === 'state' ? 'state_invalid' : 'input_invalid', `The ${name} must be a string.`);
+  if (value.length < MIN_STATE || value.length > MAX_STATE) {
+    throw new DuoError(name === 'state' ? 'state_invalid' : 'input_invalid', `The ${name} must be ${MIN_STATE} to ${MAX_STATE} characters long.`);
+  }
+  if (!URL_SAFE.test(value)) {
+    throw new DuoError(name === 'state' ? 'state_invalid' : 'input_invalid', `The ${name} may contain only URL-safe characters (A-Z a-z 0-9 - . _ ~).`);
+  }
+}
+
+function checkCode(code: unknown): asserts code is string {
+  if (typeof code !== 'string' || code.length === 0) throw new DuoError('input_invalid', 'The authorization code is missing.');
+  if (code.length > 1024 || !/^[\x21-\x7e]+$/.test(code)) throw new DuoError('input_invalid', 'The authorization code is malformed.');
+}
+
+function checkText(option: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 256) {
+    throw new DuoError('input_invalid', `${option} must be a string of 1 to 256 characters.`);
+  }
+  return value;
+}
