@@ -1,0 +1,70 @@
+import { Catch, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import { DuoHttpException, type DuoErrorBody } from './duo.exception.js';
+import type { DuoRequest } from './duo.options.js';
+import { wantsJson } from './request.util.js';
+
+const TITLES: Partial<Record<string, string>> = {
+  access_denied: 'Duo denied the sign-in',
+  second_factor_denied: 'Duo denied the sign-in',
+  transaction_expired: 'The sign-in expired',
+  state_unknown: 'This sign-in link is no longer valid',
+  state_invalid: 'This sign-in response is not valid',
+  duo_unavailable: 'Duo is unavailable',
+  duo_overloaded: 'Duo is busy',
+  duo_timeout: 'Duo did not answer in time',
+  primary_auth_required: 'Please sign in first',
+  session_unavailable: 'Your session is unavailable',
+  store_unavailable: 'Sign-in is unavailable',
+};
+
+const escapeHtml = (text: string): string =>
+  text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+/** The short page a browser sees when the second factor could not be passed: what happened and a way to start again. */
+export function renderDuoErrorPage(body: DuoErrorBody, retryPath: string): string {
+  const title = TITLES[body.error] ?? (body.statusCode >= 500 ? 'Duo sign-in is unavailable' : 'The second factor was not passed');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1d1d1f}
+h1{font-size:1.4rem}code{background:#f2f2f4;padding:.1rem .3rem;border-radius:4px}a{color:#0b57d0}</style></head>
+<body><main><h1>${escapeHtml(title)}</h1><p>${escapeHtml(body.message)}</p>
+<p><a href="${escapeHtml(retryPath)}">Start again</a></p>
+<p><small>Error code: <code>${escapeHtml(body.error)}</code> (HTTP ${body.statusCode})</small></p></main></body></html>
+`;
+}
+
+/**
+ * Answers every DuoHttpException: 303 to Duo or to the login page, JSON for API
+ * clients, a short HTML page for browsers. Never a stack trace, never a 500 for
+ * a bad callback. Works through the HTTP adapter, on Express and Fastify.
+ */
+@Catch(DuoHttpException)
+export class DuoExceptionFilter implements ExceptionFilter<DuoHttpException> {
+  constructor(private readonly adapterHost: HttpAdapterHost) {}
+
+  catch(exception: DuoHttpException, host: ArgumentsHost): void {
+    const adapter = this.adapterHost.httpAdapter;
+    const http = host.switchToHttp();
+    const request = http.getRequest<DuoRequest>();
+    const response = http.getResponse<unknown>();
+    if (adapter.isHeadersSent(response)) {
+      adapter.end(response);
+      return;
+    }
+    adapter.setHeader(response, 'Cache-Control', 'no-store');
+    adapter.setHeader(response, 'Referrer-Policy', 'no-referrer');
+    if (exception.redirectTo) {
+      adapter.redirect(response, 303, exception.redirectTo);
+      return;
+    }
+    const body = exception.getResponse() as DuoErrorBody;
+    if (wantsJson(request)) {
+      adapter.reply(response, body, exception.getStatus());
+      return;
+    }
+    adapter.setHeader(response, 'Content-Type', 'text/html; charset=utf-8');
+    adapter.reply(response, renderDuoErrorPage(body, exception.retryPath), exception.getStatus());
+  }
+}

@@ -1,0 +1,28 @@
+import { Module } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { DuoExceptionFilter } from './duo-exception.filter.js';
+import { DuoCallbackGuard, DuoCallbackInterceptor } from './duo-callback.guard.js';
+import { DuoConfigurableModule, DUO_MODULE_OPTIONS } from './duo.module-definition.js';
+import { DuoService } from './duo.service.js';
+import { DuoStrategy } from './duo.strategy.js';
+import { SecondFactorGuard } from './second-factor.guard.js';
+
+/**
+ * `DuoModule.forRoot(options)` or `DuoModule.forRootAsync({ imports, inject, useFactory })`.
+ * Options are validated when the module starts: a mistake stops the app with the option's name.
+ * Pass `isGlobal: true` so that guards in every module find DuoService.
+ */
+@Module({
+  providers: [
+    DuoService,
+    DuoStrategy,
+    SecondFactorGuard,
+    DuoCallbackGuard,
+    DuoCallbackInterceptor,
+    DuoExceptionFilter,
+    // Renders the module's own exceptions in global mode (APP_GUARD), where no route-level filter is bound.
+    { provide: APP_FILTER, useExisting: DuoExceptionFilter },
+  ],
+  exports: [DuoService, SecondFactorGuard, DuoCallbackGuard, DuoCallbackInterceptor, DuoExceptionFilter, DUO_MODULE_OPTIONS],
+})
+export class DuoModule extends DuoConfigurableModule {}

@@ -1,0 +1,373 @@
+import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { Subject, type Observable } from 'rxjs';
+import { DUO_MODULE_OPTIONS } from './duo.module-definition.js';
+import type { DuoEvent } from './duo.events.js';
+import type { DuoFailMode, DuoModuleOptions, DuoRequest } from './duo.options.js';
+import {
+  DuoClient,
+  DuoConfigError,
+  DuoError,
+  isDuoError,
+  type DuoAuthUrlOptions,
+  type DuoAuthorization,
+  type DuoErrorCode,
+  type DuoHealthCheckResult,
+  type DuoIdTokenClaims,
+} from './protocol/index.js';
+import { hasQueryParam, safeReturnTo, singleQueryValue } from './request.util.js';
+import { SecondFactorSession } from './second-factor.session.js';
+import { SessionTransactionStore, type DuoTransactionStore, type PendingTransaction, type VerifiedMarker } from './transaction.store.js';
+
+/** Health-check failures that fail mode `open` may let through: Duo unreachable or unhealthy, nothing else. */
+const FAIL_OPEN_CODES: ReadonlySet<DuoErrorCode> = new Set(['duo_unavailable', 'duo_timeout', 'duo_overloaded']);
+const FAILED_HEALTH_RETRY_MS = 5_000;
+
+/** What the guard does next for a session without a (fresh enough) second factor. */
+export type SecondFactorStart =
+  | { kind: 'redirect'; url: string; transaction: PendingTransaction }
+  | { kind: 'bypass'; reason: DuoErrorCode };
+
+/** What a completed callback yields. */
+export interface SecondFactorResult {
+  username: string;
+  returnTo: string;
+  verified: VerifiedMarker;
+  claims: DuoIdTokenClaims;
+}
+
+interface ResolvedModuleSettings {
+  failMode: DuoFailMode;
+  healthCheckCacheMs: number;
+  transactionTtlMs: number;
+  maxPendingPerSession: number;
+  bypassTtlMs: number;
+  loginPath?: string;
+  appName?: string;
+}
+
+/**
+ * The injectable face of Duo: the protocol client under Duo's SDK names, plus
+ * what a Nest app needs around it (health-check cache, fail mode, pending
+ * logins, the verified marker, clock-skew warning, logs and audit events).
+ */
+@Injectable()
+export class DuoService implements OnModuleDestroy {
+  readonly client: DuoClient;
+  readonly settings: ResolvedModuleSettings;
+  readonly store: DuoTransactionStore;
+  readonly callbackPath: string;
+  readonly #logger = new Logger('DuoModule');
+  readonly #events = new Subject<DuoEvent>();
+  readonly #onEvent?: (event: DuoEvent) => void;
+  readonly #getUsername: (request: DuoRequest) => string | undefined | null;
+  #health?: { until: number; result?: DuoHealthCheckResult; error?: DuoError };
+  #cookieChecked = false;
+  #healthInFlight?: Promise<DuoHealthCheckResult>;
+
+  constructor(@Inject(DUO_MODULE_OPTIONS) private readonly options: DuoModuleOptions) {
+    this.client = new DuoClient(options);
+    this.settings = resolveSettings(options);
+    this.store = options.transactionStore ?? new SessionTransactionStore();
+    if (options.transactionStore !== undefined) {
+      const store = options.transactionStore as Partial<DuoTransactionStore> | null;
+      if (!store || typeof store.create !== 'function' || typeof store.take !== 'function') {
+        throw new DuoConfigError('Duo option "transactionStore" must have create() and take() methods.');
+      }
+    }
+    if (options.getUsername !== undefined && typeof options.getUsername !== 'function') {
+      throw new DuoConfigError('Duo option "getUsername" must be a function of the request.');
+    }
+    if (options.onEvent !== undefined && typeof options.onEvent !== 'function') {
+      throw new DuoConfigError('Duo option "onEvent" must be a function.');
+    }
+    this.#getUsername = options.getUsername ?? defaultGetUsername;
+    this.#onEvent = options.onEvent;
+    this.callbackPath = new URL(this.client.config.redirectUri).pathname;
+  }
+
+  /** Audit events: prompt started, second factor passed, failed, bypassed. No secrets in them. */
+  get events$(): Observable<DuoEvent> {
+    return this.#events.asObservable();
+  }
+
+  // ---- Duo's Web SDK v4 workflow, by its names ----
+
+  /** Asks Duo whether it can take a login now; warns when this server's clock is off. */
+  async healthCheck(): Promise<DuoHealthCheckResult> {
+    const result = await this.client.healthCheck();
+    if (result.clockSkewWarning) this.#logger.warn(result.clockSkewWarning);
+    return result;
+  }
+
+  generateState(): string {
+    return this.client.generateState();
+  }
+
+  createAuthUrl(username: string, state: string, options?: DuoAuthUrlOptions): Promise<string> {
+    return this.client.createAuthUrl(username, state, options);
+  }
+
+  /** A fresh state and nonce and the prompt URL; keep both for the callback. */
+  startAuthorization(username: string, options?: Omit<DuoAuthUrlOptions, 'nonce'>): Promise<DuoAuthorization> {
+    return this.client.startAuthorization(username, options);
+  }
+
+  exchangeAuthorizationCodeFor2FAResult(code: string, username: string, nonce?: string): Promise<DuoIdTokenClaims> {
+    return this.client.exchangeAuthorizationCode(code, username, nonce);
+  }
+
+  // ---- What the guard and the callback use ----
+
+  /**
+   * Warns once, on the first protected request, about session cookie settings
+   * that break the flow (SameSite=Strict loses the session on Duo's redirect
+   * back) or weaken it (no Secure flag while the redirect URI is https).
+   */
+  checkSessionCookie(request: DuoRequest): void {
+    if (this.#cookieChecked || this.options.checkSessionCookie === false) return;
+    this.#cookieChecked = true;
+    const cookie = (request.session as { cookie?: { sameSite?: unknown; secure?: unknown } } | undefined)?.cookie;
+    if (!cookie || typeof cookie !== 'object') return;
+    const sameSite = typeof cookie.sameSite === 'string' ? cookie.sameSite.toLowerCase() : cookie.sameSite;
+    if (sameSite === 'strict' || sameSite === true) {
+      this.#logger.warn('The session cookie is SameSite=Strict: browsers will not send it on Duo\'s redirect back, so every Duo callback will fail. Set cookie.sameSite to "lax".');
+    } else if (sameSite === 'none' && cookie.secure !== true) {
+      this.#logger.warn('The session cookie is SameSite=None without Secure: browsers reject it. Use sameSite "lax" (recommended) and secure: true.');
+    } else if (sameSite === undefined || sameSite === false) {
+      this.#logger.warn('The session cookie sets no SameSite attribute; set cookie.sameSite to "lax" explicitly (Strict breaks Duo\'s redirect back, None weakens CSRF protection).');
+    }
+    if (this.client.config.redirectUri.startsWith('https:') && cookie.secure !== true && cookie.secure !== 'auto') {
+      this.#logger.warn('The redirect URI is https but the session cookie is not Secure: set cookie.secure to true in production.');
+    }
+  }
+
+  /** The primary user's name, or undefined when nobody is logged in. */
+  usernameOf(request: DuoRequest): string | undefined {
+    const username = this.#getUsername(request);
+    return typeof username === 'string' && username.length > 0 ? username : undefined;
+  }
+
+  /** A health check, cached: healthy answers for `healthCheckCacheSeconds`, failures for 5 s; concurrent callers share one call. */
+  async cachedHealthCheck(): Promise<DuoHealthCheckResult> {
+    const now = Date.now();
+    const cached = this.#health;
+    if (cached && cached.until > now) {
+      if (cached.error) throw cached.error;
+      return cached.result!;
+    }
+    this.#healthInFlight ??= this.healthCheck()
+      .then((result) => {
+        this.#health = { until: Date.now() + this.settings.healthCheckCacheMs, result };
+        return result;
+      })
+      .catch((error: unknown) => {
+        const duoError = isDuoError(error) ? error : new DuoError('duo_unavailable', 'The Duo health check failed unexpectedly.');
+        this.#health = { until: Date.now() + FAILED_HEALTH_RETRY_MS, error: duoError };
+        throw duoError;
+      })
+      .finally(() => {
+        this.#healthInFlight = undefined;
+      });
+    return this.#healthInFlight;
+  }
+
+  /**
+   * Starts Duo for this request: health check (cached), new state and nonce,
+   * the pending transaction saved, the prompt URL. With fail mode `open` and
+   * Duo unreachable, marks the session bypassed instead (never for step-up).
+   */
+  async startSecondFactor(request: DuoRequest, username: string, returnTo: string, maxAge?: number): Promise<SecondFactorStart> {
+    const session = SecondFactorSession.of(request);
+    try {
+      await this.cachedHealthCheck();
+    } catch (error) {
+      const duoError = error as DuoError;
+      if (this.settings.failMode === 'open' && FAIL_OPEN_CODES.has(duoError.code) && maxAge === undefined) {
+        const now = Date.now();
+        session.markBypassed({ username, at: now, until: now + this.settings.bypassTtlMs, reason: duoError.code });
+        this.#logger.warn(`Fail mode "open": user "${printable(username)}" let through WITHOUT a second factor because Duo is unavailable (${duoError.code}).`);
+        this.emit({ type: 'second_factor_bypassed', at: now, username, reason: duoError.code });
+        return { kind: 'bypass', reason: duoError.code };
+      }
+      this.emit({ type: 'second_factor_failed', at: Date.now(), username, code: duoError.code });
+      throw duoError;
+    }
+    const extras: Omit<DuoAuthUrlOptions, 'nonce'> = {};
+    if (this.settings.appName !== undefined) extras.destAppName = this.settings.appName;
+    if (maxAge !== undefined) extras.maxAge = maxAge;
+    const authorization = await this.client.startAuthorization(username, extras);
+    const now = Date.now();
+    const transaction: PendingTransaction = {
+      state: authorization.state,
+      nonce: authorization.nonce,
+      username,
+      returnTo: this.#returnTarget(returnTo),
+      binding: session.binding(),
+      startedAt: now,
+      expiresAt: now + this.settings.transactionTtlMs,
+      ...(maxAge === undefined ? {} : { maxAge }),
+    };
+    await this.#storeCall(() => this.store.create(transaction, this.#storeContext(session)));
+    this.emit({ type: 'prompt_started', at: now, username, ...(maxAge === undefined ? {} : { maxAge }) });
+    return { kind: 'redirect', url: authorization.url, transaction };
+  }
+
+  /**
+   * Consumes Duo's callback: the pending transaction is taken by state exactly
+   * once, checked against this session and user, the code exchanged and the
+   * id_token verified. Does not mark the session (the callback guard does).
+   */
+  async completeCallback(request: DuoRequest): Promise<SecondFactorResult> {
+    let username = this.usernameOf(request);
+    try {
+      const state = singleQueryValue(request, 'state');
+      if (state.malformed) throw new DuoError('state_invalid', 'The callback carries more than one state, or a state that is not plain text. Start the login again.');
+      if (state.value === undefined) throw new DuoError('state_invalid', 'The callback has no state. Start the login again.');
+      if (state.value.length < 16 || state.value.length > 1024 || !/^[A-Za-z0-9._~-]+$/.test(state.value)) {
+        throw new DuoError('state_invalid', 'The callback state is malformed. Start the login again.');
+      }
+      const session = SecondFactorSession.of(request);
+      const transaction = await this.#storeCall(() => this.store.take(state.value!, this.#storeContext(session)));
+      if (!transaction) {
+        throw new DuoError('state_unknown', 'This sign-in response is unknown, already used, or belongs to another session. Start the login again.');
+      }
+      if (transaction.binding !== session.data.binding) {
+        throw new DuoError('state_unknown', 'This sign-in response belongs to another session. Start the login again.');
+      }
+      username = transaction.username;
+      if (transaction.expiresAt <= Date.now()) {
+        throw new DuoError('transaction_expired', 'This sign-in took too long and expired. Start the login again.');
+      }
+      if (this.usernameOf(request) !== transaction.username) {
+        throw new DuoError('username_mismatch', 'The user logged in to this session changed during the Duo login; the second factor does not count.');
+      }
+      if (hasQueryParam(request, 'error')) {
+        const error = singleQueryValue(request, 'error').value;
+        if (error === 'access_denied') throw new DuoError('access_denied', 'Duo denied the authentication.');
+        throw new DuoError('duo_error', `Duo reported an error (${printable(error ?? 'malformed', 40)}); the second factor was not passed.`);
+      }
+      const duoCode = singleQueryValue(request, 'duo_code');
+      const plainCode = singleQueryValue(request, 'code');
+      if (duoCode.malformed || plainCode.malformed || (duoCode.value !== undefined && plainCode.value !== undefined)) {
+        throw new DuoError('input_invalid', 'The callback carries more than one authorization code.');
+      }
+      const code = duoCode.value ?? plainCode.value;
+      if (code === undefined || code.length === 0) throw new DuoError('input_invalid', 'The callback has no authorization code (duo_code).');
+      const claims = await this.client.exchangeAuthorizationCode(code, transaction.username, transaction.nonce);
+      const verified: VerifiedMarker = {
+        username: transaction.username,
+        at: Date.now(),
+        ...(typeof claims.auth_context?.factor === 'string' ? { factor: claims.auth_context.factor } : {}),
+        ...(typeof claims.auth_context?.txid === 'string' ? { txid: claims.auth_context.txid } : {}),
+        ...(typeof claims.auth_time === 'number' ? { authTime: claims.auth_time } : {}),
+        ...(Array.isArray(claims.amr) ? { amr: claims.amr.filter((item): item is string => typeof item === 'string') } : {}),
+      };
+      return { username: transaction.username, returnTo: transaction.returnTo, verified, claims };
+    } catch (error) {
+      const duoError = isDuoError(error) ? error : new DuoError('duo_upstream_invalid', 'The Duo callback failed unexpectedly.');
+      this.emit({ type: 'second_factor_failed', at: Date.now(), code: duoError.code, ...(username ? { username } : {}) });
+      this.#logger.warn(`Duo callback refused${username ? ` for user "${printable(username)}"` : ''}: ${duoError.code}.`);
+      throw duoError;
+    }
+  }
+
+  /** Records a completed callback in the session (new session id) and announces it. */
+  async recordSuccess(request: DuoRequest, result: SecondFactorResult, state: string): Promise<void> {
+    const session = SecondFactorSession.of(request);
+    await session.markVerified(result.verified, { state, returnTo: result.returnTo, until: Date.now() + this.settings.transactionTtlMs });
+    this.emit({
+      type: 'second_factor_passed',
+      at: result.verified.at,
+      username: result.username,
+      ...(result.verified.factor ? { factor: result.verified.factor } : {}),
+      ...(result.verified.txid ? { txid: result.verified.txid } : {}),
+    });
+  }
+
+  /** The verified marker for the current user, if any (optionally no older than maxAge seconds). */
+  verification(request: DuoRequest, maxAge?: number): VerifiedMarker | undefined {
+    const username = this.usernameOf(request);
+    if (!username) return undefined;
+    return SecondFactorSession.of(request).verifiedFor(username, maxAge);
+  }
+
+  emit(event: DuoEvent): void {
+    this.#events.next(event);
+    if (this.#onEvent) {
+      try {
+        this.#onEvent(event);
+      } catch {
+        this.#logger.error(`The onEvent hook threw for a "${event.type}" event; the event was dropped for it.`);
+      }
+    }
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.#events.complete();
+    await this.client.close();
+  }
+
+  #returnTarget(returnTo: string): string {
+    const target = safeReturnTo(returnTo);
+    // Never return to the callback itself: it would only ever fail.
+    return target.split('?')[0] === this.callbackPath ? '/' : target;
+  }
+
+  #storeContext(session: SecondFactorSession) {
+    return { session: session.data, maxPendingPerSession: this.settings.maxPendingPerSession };
+  }
+
+  async #storeCall<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (isDuoError(error)) throw error;
+      throw new DuoError('store_unavailable', 'The store of pending Duo logins is unavailable; nothing was let through. Try again shortly.');
+    }
+  }
+}
+
+function defaultGetUsername(request: DuoRequest): string | undefined {
+  const user = request.user;
+  if (typeof user === 'string') return user;
+  if (user && typeof user === 'object') {
+    const { username, email } = user as { username?: unknown; email?: unknown };
+    if (typeof username === 'string') return username;
+    if (typeof email === 'string') return email;
+  }
+  return undefined;
+}
+
+function printable(value: string, max = 80): string {
+  const text = value.replace(/[^\x20-\x7e]/g, '?');
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}
+
+function whole(options: DuoModuleOptions, option: keyof DuoModuleOptions, fallback: number, min: number, max: number): number {
+  const value = options[option];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new DuoConfigError(`Duo option "${option}" must be a whole number from ${min} to ${max}.`);
+  }
+  return value;
+}
+
+function resolveSettings(options: DuoModuleOptions): ResolvedModuleSettings {
+  const failMode = options.failMode ?? 'closed';
+  if (failMode !== 'closed' && failMode !== 'open') throw new DuoConfigError('Duo option "failMode" must be "closed" or "open".');
+  if (options.loginPath !== undefined && safeReturnTo(options.loginPath, '') !== options.loginPath) {
+    throw new DuoConfigError('Duo option "loginPath" must be a path on this site, such as /login.');
+  }
+  if (options.appName !== undefined && (typeof options.appName !== 'string' || options.appName.length === 0 || options.appName.length > 256)) {
+    throw new DuoConfigError('Duo option "appName" must be a string of 1 to 256 characters.');
+  }
+  return {
+    failMode,
+    healthCheckCacheMs: whole(options, 'healthCheckCacheSeconds', 30, 0, 3600) * 1000,
+    transactionTtlMs: whole(options, 'transactionTtlSeconds', 600, 30, 3600) * 1000,
+    maxPendingPerSession: whole(options, 'maxPendingPerSession', 5, 1, 50),
+    bypassTtlMs: whole(options, 'bypassTtlSeconds', 300, 1, 86_400) * 1000,
+    ...(options.loginPath === undefined ? {} : { loginPath: options.loginPath }),
+    ...(options.appName === undefined ? {} : { appName: options.appName }),
+  };
+}

@@ -1,0 +1,98 @@
+/** One login sent to Duo and not yet back: kept server-side, keyed by state, taken once. */
+export interface PendingTransaction {
+  state: string;
+  nonce: string;
+  username: string;
+  /** A path on this site to return to. */
+  returnTo: string;
+  /** Ties the transaction to the session that started it. */
+  binding: string;
+  /** Milliseconds since the epoch. */
+  startedAt: number;
+  expiresAt: number;
+  /** The step-up age this login was started for, in seconds. */
+  maxAge?: number;
+}
+
+/** The module's own part of a session: pending logins (for the session store), the verified marker. */
+export interface DuoSessionData {
+  binding?: string;
+  pending?: Record<string, PendingTransaction>;
+  verified?: VerifiedMarker;
+  bypass?: BypassMarker;
+  /** Recently completed states, so a reload of the callback lands where the first one did. */
+  completed?: Array<{ state: string; returnTo: string; until: number }>;
+}
+
+export interface VerifiedMarker {
+  username: string;
+  /** When the second factor was passed, ms since the epoch. */
+  at: number;
+  factor?: string;
+  txid?: string;
+  /** Duo's `auth_time`, seconds since the epoch. */
+  authTime?: number;
+  amr?: string[];
+}
+
+export interface BypassMarker {
+  username: string;
+  at: number;
+  until: number;
+  reason: string;
+}
+
+export interface DuoStoreContext {
+  /** The module's part of the current session. */
+  session: DuoSessionData;
+  maxPendingPerSession: number;
+}
+
+/**
+ * Where pending transactions live. `create` must not overwrite an existing
+ * state; `take` must be atomic: of any number of concurrent calls with one
+ * state, at most one gets the transaction.
+ */
+export interface DuoTransactionStore {
+  create(transaction: PendingTransaction, context: DuoStoreContext): Promise<void>;
+  take(state: string, context: DuoStoreContext): Promise<PendingTransaction | undefined>;
+}
+
+/**
+ * The default store: pending transactions in the session itself, for
+ * single-instance apps. Sessions are loaded per request, so two parallel
+ * callbacks would each see the transaction in their own copy; a process-wide
+ * claim set makes the take exactly-once within this process. Several app
+ * instances need a shared store (see RedisTransactionStore).
+ */
+export class SessionTransactionStore implements DuoTransactionStore {
+  readonly #claimed = new Map<string, number>();
+
+  async create(transaction: PendingTransaction, { session, maxPendingPerSession }: DuoStoreContext): Promise<void> {
+    const now = Date.now();
+    const pending = Object.values(session.pending ?? {}).filter((tx) => tx.expiresAt > now && tx.state !== transaction.state);
+    pending.sort((a, b) => a.startedAt - b.startedAt);
+    const kept = pending.slice(Math.max(0, pending.length - (maxPendingPerSession - 1)));
+    session.pending = Object.fromEntries([...kept, transaction].map((tx) => [tx.state, tx]));
+  }
+
+  async take(state: string, { session }: DuoStoreContext): Promise<PendingTransaction | undefined> {
+    const transaction = session.pending?.[state];
+    if (!transaction) return undefined;
+    const now = Date.now();
+    this.#prune(now);
+    if (this.#claimed.has(state)) return undefined;
+    // Remember the claim until the transaction could no longer be used anyway.
+    this.#claimed.set(state, Math.max(transaction.expiresAt, now) + 60_000);
+    delete session.pending![state];
+    return transaction;
+  }
+
+  /** Claims are inserted in roughly expiry order, so pruning stops at the first live one. */
+  #prune(now: number): void {
+    for (const [state, until] of this.#claimed) {
+      if (until > now) break;
+      this.#claimed.delete(state);
+    }
+  }
+}
