@@ -64,8 +64,12 @@ export class DuoService implements OnModuleDestroy {
   #cookieChecked = false;
   #healthInFlight?: Promise<DuoHealthCheckResult>;
 
-  constructor(@Inject(DUO_MODULE_OPTIONS) private readonly options: DuoModuleOptions) {
+  readonly #checkCookie: boolean;
+
+  constructor(@Inject(DUO_MODULE_OPTIONS) options: DuoModuleOptions) {
     this.client = new DuoClient(options);
+    hideSecret(options);
+    this.#checkCookie = options.checkSessionCookie !== false;
     this.settings = resolveSettings(options);
     this.store = options.transactionStore ?? new SessionTransactionStore();
     if (options.transactionStore !== undefined) {
@@ -124,7 +128,7 @@ export class DuoService implements OnModuleDestroy {
    * back) or weaken it (no Secure flag while the redirect URI is https).
    */
   checkSessionCookie(request: DuoRequest): void {
-    if (this.#cookieChecked || this.options.checkSessionCookie === false) return;
+    if (this.#cookieChecked || !this.#checkCookie) return;
     this.#cookieChecked = true;
     const cookie = (request.session as { cookie?: { sameSite?: unknown; secure?: unknown } } | undefined)?.cookie;
     if (!cookie || typeof cookie !== 'object') return;
@@ -324,6 +328,21 @@ export class DuoService implements OnModuleDestroy {
       if (isDuoError(error)) throw error;
       throw new DuoError('store_unavailable', 'The store of pending Duo logins is unavailable; nothing was let through. Try again shortly.');
     }
+  }
+}
+
+/**
+ * The options object is a provider anyone can inject and log: its secret is made
+ * non-enumerable, so util.inspect, console.log and JSON.stringify leave it out
+ * while the property still reads as before.
+ */
+function hideSecret(options: DuoModuleOptions): void {
+  const descriptor = Object.getOwnPropertyDescriptor(options, 'clientSecret');
+  if (!descriptor || !descriptor.enumerable || !descriptor.configurable) return;
+  try {
+    Object.defineProperty(options, 'clientSecret', { ...descriptor, enumerable: false });
+  } catch {
+    // A frozen options object keeps its shape; nothing we hold shows it.
   }
 }
 

@@ -1,0 +1,236 @@
+import 'reflect-metadata';
+import { Controller, Get, Injectable, Module } from '@nestjs/common';
+import { ConfigModule, ConfigService } from '@nestjs/config';
+import { Test } from '@nestjs/testing';
+import { inspect } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DUO_MODULE_OPTIONS, DuoModule, DuoService, type DuoModuleOptions } from '../../src/index.js';
+import { DuoEmulator } from '../../src/testing/index.js';
+import { CapturingLogger, createTestApp, REDIRECT_URI } from './fixtures.js';
+
+let emulator: DuoEmulator;
+
+beforeAll(async () => {
+  emulator = await DuoEmulator.start();
+});
+afterAll(async () => {
+  await emulator.close();
+});
+
+@Controller('probe')
+class ProbeController {
+  constructor(private readonly duo: DuoService) {}
+  @Get('health')
+  async health(): Promise<unknown> {
+    return this.duo.healthCheck();
+  }
+}
+
+async function bootstrap(imports: unknown[], controllers: unknown[] = []) {
+  @Module({ imports: imports as never[], controllers: controllers as never[] })
+  class AppModule {}
+  const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
+  const app = moduleRef.createNestApplication({ logger: new CapturingLogger() });
+  await app.init();
+  return app;
+}
+
+describe('DuoModule configuration', () => {
+  it('forRoot provides an injectable DuoService that speaks to Duo', async () => {
+    const app = await bootstrap([DuoModule.forRoot({ ...emulator.clientOptions(REDIRECT_URI) })]);
+    const duo = app.get(DuoService);
+    const health = await duo.healthCheck();
+    expect(Math.abs(health.clockOffsetSeconds)).toBeLessThan(5);
+    const { url, state, nonce } = await duo.startAuthorization('alice');
+    expect(url.startsWith(`${emulator.baseUrl}/oauth/v1/authorize?`)).toBe(true);
+    const back = new URL(await emulator.authorize(url));
+    expect(back.searchParams.get('state')).toBe(state);
+    const claims = await duo.exchangeAuthorizationCodeFor2FAResult(back.searchParams.get('duo_code')!, 'alice', nonce);
+    expect(claims.preferred_username).toBe('alice');
+    expect(claims.auth_result.status).toBe('allow');
+    expect(claims.nonce).toBe(nonce);
+    await app.close();
+  });
+
+  it('forRootAsync with ConfigService reads DUO_* variables, and isGlobal reaches other modules', async () => {
+    const env = {
+      DUO_CLIENT_ID: emulator.clientId,
+      DUO_CLIENT_SECRET: emulator.clientSecret,
+      DUO_API_HOST: 'api-12345678.duosecurity.com',
+      DUO_REDIRECT_URI: REDIRECT_URI,
+      DUO_API_BASE_URL: emulator.baseUrl,
+    };
+    @Module({ controllers: [ProbeController] })
+    class FeatureModule {}
+    const app = await bootstrap([
+      ConfigModule.forRoot({ ignoreEnvFile: true, load: [() => env], isGlobal: true }),
+      DuoModule.forRootAsync({
+        isGlobal: true,
+        inject: [ConfigService],
+        useFactory: (config: ConfigService): DuoModuleOptions => ({
+          clientId: config.getOrThrow('DUO_CLIENT_ID'),
+          clientSecret: config.getOrThrow('DUO_CLIENT_SECRET'),
+          apiHost: config.getOrThrow('DUO_API_HOST'),
+          redirectUri: config.getOrThrow('DUO_REDIRECT_URI'),
+          apiBaseUrl: config.get('DUO_API_BASE_URL'),
+        }),
+      }),
+      FeatureModule,
+    ]);
+    await app.listen(0, '127.0.0.1');
+    const res = await fetch(`${(await app.getUrl()).replace('[::1]', '127.0.0.1')}/probe/health`);
+    expect(res.status).toBe(200);
+    expect((await res.json()).timestamp).toEqual(expect.any(Number));
+    await app.close();
+  });
+
+  it('forRootAsync with useClass', async () => {
+    @Injectable()
+    class DuoConfig {
+      createDuoOptions(): DuoModuleOptions {
+        return emulator.clientOptions(REDIRECT_URI);
+      }
+    }
+    const app = await bootstrap([DuoModule.forRootAsync({ useClass: DuoConfig })]);
+    expect(app.get(DuoService).client.config.clientId).toBe(emulator.clientId);
+    await app.close();
+  });
+
+  it('without isGlobal, a module that does not import DuoModule cannot inject DuoService', async () => {
+    @Module({ controllers: [ProbeController] })
+    class FeatureModule {}
+    await expect(bootstrap([DuoModule.forRoot(emulator.clientOptions(REDIRECT_URI)), FeatureModule])).rejects.toThrow(/DuoService/);
+  });
+
+  it.each([
+    ['clientId', { clientId: 'short' }],
+    ['clientSecret', { clientSecret: 'x'.repeat(39) }],
+    ['redirectUri', { redirectUri: 'http://app.example.com/duo/callback' }],
+    ['apiBaseUrl', { apiBaseUrl: 'http://10.0.0.5:4000' }],
+    ['failMode', { failMode: 'sometimes' }],
+    ['transactionTtlSeconds', { transactionTtlSeconds: -1 }],
+    ['loginPath', { loginPath: 'https://evil.example/login' }],
+  ])('invalid option %s stops the app at startup, naming the option', async (option, bad) => {
+    const attempt = bootstrap([DuoModule.forRoot({ ...emulator.clientOptions(REDIRECT_URI), ...(bad as object) } as DuoModuleOptions)]);
+    const error = await attempt.then(() => undefined, (e: unknown) => e as Error);
+    expect(error).toBeInstanceOf(Error);
+    expect(error!.message).toContain(`"${option}"`);
+    expect(error!.message).not.toContain(emulator.clientSecret);
+  });
+
+  it('the options provider and the service never show the client secret', async () => {
+    const app = await bootstrap([DuoModule.forRoot(emulator.clientOptions(REDIRECT_URI))]);
+    const duo = app.get(DuoService);
+    expect(inspect(duo, { depth: 10 })).not.toContain(emulator.clientSecret);
+    expect(JSON.stringify(duo.client)).not.toContain(emulator.clientSecret);
+    expect(inspect(duo.client.config, { depth: 10 })).not.toContain(emulator.clientSecret);
+    const options = app.get(DUO_MODULE_OPTIONS);
+    expect(options.clientId).toBe(emulator.clientId);
+    expect(options.clientSecret).toBe(emulator.clientSecret); // still readable
+    expect(inspect(options)).not.toContain(emulator.clientSecret);
+    expect(JSON.stringify(options)).not.toContain(emulator.clientSecret);
+    await app.close();
+  });
+});
+
+describe('the guard around the session', () => {
+  it('refuses with 503 when there is no session, never lets the request through', async () => {
+    const t = await createTestApp(emulator, { noSession: true });
+    const res = await fetch(`${t.baseUrl}/account`, { headers: { accept: 'application/json' } });
+    expect(res.status).toBe(503);
+    expect((await res.json()).error).toBe('session_unavailable');
+    await t.close();
+  });
+
+  it('warns in words at the first protected request when the session cookie is SameSite=Strict', async () => {
+    const t = await createTestApp(emulator, { sameSite: 'strict' });
+    const agent = t.agent();
+    await agent.post('/login').send({ username: 'alice' }).expect(201);
+    await agent.get('/account').set('Accept', 'text/html').expect(303);
+    expect(t.logger.warnings().join('\n')).toMatch(/SameSite=Strict.*"lax"/);
+    await t.close();
+  });
+
+  it('sends browsers with no primary user to loginPath with a safe returnTo', async () => {
+    const t = await createTestApp(emulator, { duo: { loginPath: '/login' } });
+    const res = await t.agent().get('/account?x=1').set('Accept', 'text/html').expect(303);
+    expect(res.headers.location).toBe(`/login?returnTo=${encodeURIComponent('/account?x=1')}`);
+    await t.agent().get('/account').set('Accept', 'application/json').expect(401);
+    await t.close();
+  });
+});
+
+describe('global mode (APP_GUARD)', () => {
+  it('protects every route but those marked @SkipSecondFactor()', async () => {
+    const t = await createTestApp(emulator, { globalGuard: true });
+    const agent = t.agent();
+    await agent.get('/global/open').expect(200, 'open');
+    const anonymous = await agent.get('/global/closed').set('Accept', 'application/json').expect(401);
+    expect(anonymous.body.error).toBe('primary_auth_required');
+    await t.close();
+  });
+});
+
+describe('fail mode', () => {
+  it('open: lets the user through when Duo is down, marked bypassed (not verified), warns, and still refuses step-up', async () => {
+    const t = await createTestApp(emulator, { duo: { failMode: 'open' } });
+    emulator.setFailure('http_500');
+    try {
+      const agent = t.agent();
+      await agent.post('/login').send({ username: 'alice' }).expect(201);
+      await agent.get('/account').expect(200, 'account of alice');
+      const who = await agent.get('/whoami').expect(200);
+      expect(who.body.duo.verified).toBeUndefined();
+      expect(who.body.duo.bypass).toMatchObject({ username: 'alice', reason: 'duo_unavailable' });
+      expect(t.logger.warnings().join('\n')).toMatch(/alice.*WITHOUT a second factor.*duo_unavailable/);
+      expect(t.events).toContainEqual(expect.objectContaining({ type: 'second_factor_bypassed', username: 'alice', reason: 'duo_unavailable' }));
+      const stepUp = await agent.get('/sensitive').set('Accept', 'application/json').expect(503);
+      expect(stepUp.body.error).toBe('duo_unavailable');
+    } finally {
+      emulator.setFailure('none');
+      await t.close();
+    }
+  });
+
+  it('open: does not fail open when Duo rejects our credentials (a configuration error)', async () => {
+    const t = await createTestApp(emulator, { duo: { failMode: 'open', clientSecret: 'Z'.repeat(40) } });
+    const agent = t.agent();
+    await agent.post('/login').send({ username: 'alice' }).expect(201);
+    const res = await agent.get('/account').set('Accept', 'application/json').expect(502);
+    expect(res.body.error).toBe('duo_invalid_client');
+    await t.close();
+  });
+
+  it('open: a bad callback never fails open', async () => {
+    const t = await createTestApp(emulator, { duo: { failMode: 'open' } });
+    const agent = t.agent();
+    await agent.post('/login').send({ username: 'alice' }).expect(201);
+    const start = await agent.get('/account').set('Accept', 'text/html').expect(303);
+    const back = await emulator.authorize(start.headers.location!);
+    emulator.setFailure('http_500', { endpoints: ['token'] });
+    try {
+      const url = new URL(back);
+      await agent.get(`${url.pathname}${url.search}`).set('Accept', 'application/json').expect(503);
+      await agent.get('/account').set('Accept', 'application/json').expect((res) => expect([401, 503]).toContain(res.status));
+    } finally {
+      emulator.setFailure('none');
+      await t.close();
+    }
+  });
+
+  it('closed: a silent Duo gives 504 within the deadline', async () => {
+    const t = await createTestApp(emulator, { duo: { timeoutMs: 300 } });
+    emulator.setFailure('no_answer');
+    try {
+      const agent = t.agent();
+      await agent.post('/login').send({ username: 'alice' }).expect(201);
+      const started = Date.now();
+      const res = await agent.get('/account').set('Accept', 'application/json').expect(504);
+      expect(res.body.error).toBe('duo_timeout');
+      expect(Date.now() - started).toBeLessThan(3000);
+    } finally {
+      emulator.setFailure('none');
+      await t.close();
+    }
+  });
+});
