@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Body, Controller, Get, Module, Post, Req, Res, type INestApplication, type LoggerService, type Type } from '@nestjs/common';
+import { Body, Controller, Get, Module, Post, Req, type INestApplication, type LoggerService, type Type } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
 import session from 'express-session';

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DuoEmulator } from '../../src/testing/index.js';
 import { createTestApp, loginWithDuo, pathOf, rememberWireSecrets as remember, wireSecrets as secrets, type TestApp } from './fixtures.js';
 
