@@ -96,17 +96,7 @@ export class SecondFactorSession {
     for (const key of Object.keys(session)) {
       if (key !== 'cookie' && typeof session[key] !== 'function') kept[key] = session[key];
     }
-    if (isFastifySession(session)) {
-      // @fastify/session: regenerate(ignoreFields) returns a promise and replaces request.session.
-      await (session.regenerate as () => Promise<void>).call(session);
-      const fresh = this.request.session as Record<string, unknown> & { set?: (key: string, value: unknown) => void };
-      for (const [key, value] of Object.entries(kept)) {
-        if (key === 'sessionId' || key === 'encryptedSessionId') continue;
-        if (typeof fresh.set === 'function') fresh.set(key, value);
-        else fresh[key] = value;
-      }
-      return;
-    }
+    // express-session and @fastify/session both take a callback and put the new session on the request.
     await new Promise<void>((resolve, reject) => {
       (session.regenerate as (cb: (err?: unknown) => void) => void).call(session, (error?: unknown) => (error ? reject(error) : resolve()));
     }).catch(() => {
@@ -115,8 +105,4 @@ export class SecondFactorSession {
     const fresh = this.request.session as Record<string, unknown>;
     Object.assign(fresh, kept);
   }
-}
-
-function isFastifySession(session: SessionLike): boolean {
-  return 'sessionId' in session && !('id' in session && 'cookie' in session && 'resetMaxAge' in session);
 }

@@ -2,6 +2,9 @@ import 'reflect-metadata';
 import { Body, Controller, Get, Module, Post, Req, type INestApplication, type LoggerService, type Type } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
+import fastifyCookie from '@fastify/cookie';
+import fastifySession from '@fastify/session';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import session from 'express-session';
 import supertest from 'supertest';
 import {
@@ -72,7 +75,7 @@ class PrimaryLoginController {
 
   @Get('whoami')
   whoami(@Req() req: Req): Record<string, unknown> {
-    return { user: req.user ?? null, sessionId: req.sessionID, duo: req.session?.duo ?? null };
+    return { user: req.user ?? null, sessionId: req.sessionID ?? req.session?.sessionId, duo: req.session?.duo ?? null };
   }
 }
 
@@ -125,6 +128,10 @@ class GlobalModeController {
   }
 }
 
+export type Platform = 'express' | 'fastify';
+/** Every e2e suite that speaks HTTP runs on both platforms. */
+export const PLATFORMS: Platform[] = ['express', 'fastify'];
+
 export interface TestApp {
   app: INestApplication;
   baseUrl: string;
@@ -142,6 +149,7 @@ export interface TestAppOptions {
   globalGuard?: boolean;
   /** Leave out the session middleware. */
   noSession?: boolean;
+  adapter?: Platform;
 }
 
 export async function createTestApp(emulator: DuoEmulator, options: TestAppOptions = {}): Promise<TestApp> {
@@ -165,21 +173,30 @@ export async function createTestApp(emulator: DuoEmulator, options: TestAppOptio
 
   const logger = new CapturingLogger();
   const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  const app = moduleRef.createNestApplication({ logger });
-  if (!options.noSession) {
-    app.use(
-      session({
-        secret: 'test-session-secret-that-is-long-enough',
-        resave: false,
-        saveUninitialized: false,
-        cookie: { sameSite: options.sameSite ?? 'lax', httpOnly: true },
-      }),
-    );
+  const sessionSecret = 'test-session-secret-that-is-long-enough-for-fastify';
+  const cookie = { sameSite: options.sameSite ?? 'lax', httpOnly: true, secure: false } as const;
+  let app: INestApplication;
+  if (options.adapter === 'fastify') {
+    const fastifyApp = moduleRef.createNestApplication<NestFastifyApplication>(new FastifyAdapter(), { logger });
+    if (!options.noSession) {
+      await fastifyApp.register(fastifyCookie as never);
+      await fastifyApp.register(fastifySession as never, { secret: sessionSecret, cookie, saveUninitialized: false });
+    }
+    fastifyApp.getHttpAdapter().getInstance().addHook('preHandler', (req: Req, _reply: unknown, done: () => void) => {
+      if (req.session?.user) req.user = req.session.user;
+      done();
+    });
+    app = fastifyApp;
+  } else {
+    app = moduleRef.createNestApplication({ logger });
+    if (!options.noSession) {
+      app.use(session({ secret: sessionSecret, resave: false, saveUninitialized: false, cookie }));
+    }
+    app.use((req: Req, _res: unknown, next: () => void) => {
+      if (req.session?.user) req.user = req.session.user;
+      next();
+    });
   }
-  app.use((req: Req, _res: unknown, next: () => void) => {
-    if (req.session?.user) req.user = req.session.user;
-    next();
-  });
   await app.listen(0, '127.0.0.1');
   const baseUrl = await app.getUrl();
   return {
