@@ -114,6 +114,10 @@ function checkApiBaseUrl(value: string): string {
 }
 
 function checkRedirectUri(value: string): void {
+  // The URL parser would silently trim or drop these, while the raw string goes to Duo and never matches.
+  if (/[\s\x00-\x1f\x7f]/.test(value)) {
+    fail('redirectUri', 'contains white space or control characters (a stray newline or space from an env file?); remove them.');
+  }
   if (value.length > 256) fail('redirectUri', `must be at most 256 characters (got ${value.length}).`);
   let url: URL;
   try {

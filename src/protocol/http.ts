@@ -75,11 +75,11 @@ export class DuoHttp {
       const limit = this.#options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
       const declared = Number(response.headers['content-length']);
       if (response.statusCode >= 300 && response.statusCode < 400) {
-        response.body.destroy();
+        discard(response.body);
         throw new DuoError('duo_upstream_invalid', `Duo answered the ${what} with a redirect (HTTP ${response.statusCode}); redirects are not followed. Check apiHost / apiBaseUrl.`);
       }
       if (Number.isFinite(declared) && declared > limit) {
-        response.body.destroy();
+        discard(response.body);
         throw new DuoError('duo_upstream_invalid', `Duo's answer to the ${what} is larger than ${limit} bytes; it was refused.`);
       }
       const chunks: Buffer[] = [];
@@ -87,7 +87,7 @@ export class DuoHttp {
       for await (const chunk of response.body as AsyncIterable<Buffer>) {
         size += chunk.length;
         if (size > limit) {
-          response.body.destroy();
+          discard(response.body);
           throw new DuoError('duo_upstream_invalid', `Duo's answer to the ${what} is larger than ${limit} bytes; it was refused.`);
         }
         chunks.push(chunk);
@@ -117,6 +117,12 @@ export class DuoHttp {
   async close(): Promise<void> {
     await this.#dispatcher.close();
   }
+}
+
+/** Drops an unread body. Destroying it makes undici emit an abort error, which must not become an uncaught exception. */
+function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
+  body.on('error', () => undefined);
+  body.destroy();
 }
 
 function isTimeout(error: unknown): boolean {

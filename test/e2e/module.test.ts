@@ -80,7 +80,7 @@ describe('DuoModule configuration', () => {
     await app.listen(0, '127.0.0.1');
     const res = await fetch(`${(await app.getUrl()).replace('[::1]', '127.0.0.1')}/probe/health`);
     expect(res.status).toBe(200);
-    expect((await res.json()).timestamp).toEqual(expect.any(Number));
+    expect(((await res.json()) as { timestamp: unknown }).timestamp).toEqual(expect.any(Number));
     await app.close();
   });
 
@@ -138,7 +138,7 @@ describe('the guard around the session', () => {
     const t = await createTestApp(emulator, { noSession: true });
     const res = await fetch(`${t.baseUrl}/account`, { headers: { accept: 'application/json' } });
     expect(res.status).toBe(503);
-    expect((await res.json()).error).toBe('session_unavailable');
+    expect(((await res.json()) as { error: unknown }).error).toBe('session_unavailable');
     await t.close();
   });
 
