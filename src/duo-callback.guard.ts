@@ -1,6 +1,7 @@
 import {
   Injectable,
   Redirect,
+  SetMetadata,
   UseFilters,
   UseGuards,
   UseInterceptors,
@@ -19,6 +20,7 @@ import type { DuoRequest } from './duo.options.js';
 import { DuoService, type SecondFactorResult } from './duo.service.js';
 import { DUO_CALLBACK_SERVICE, DUO_STRATEGY } from './duo.strategy.js';
 import { DuoError, isDuoError } from './protocol/index.js';
+import { SKIP_SECOND_FACTOR } from './require-second-factor.decorator.js';
 import { singleQueryValue } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
 
@@ -112,7 +114,12 @@ export class DuoCallbackInterceptor implements NestInterceptor {
  * elsewhere, otherwise the user returns to the page that started the login.
  */
 export const DuoCallback = (): MethodDecorator =>
-  applyDecorators(UseGuards(DuoCallbackGuard), UseFilters(DuoExceptionFilter), UseInterceptors(DuoCallbackInterceptor), Redirect('/', 303));
+  applyDecorators(
+    // With the guard bound globally, the callback itself must not demand the second factor it completes.
+    SetMetadata(SKIP_SECOND_FACTOR, true),
+    UseGuards(DuoCallbackGuard), UseFilters(DuoExceptionFilter), UseInterceptors(DuoCallbackInterceptor),
+    Redirect('/', 303),
+  );
 
 /** The callback's outcome (`DuoCallbackOutcome`) in a `@DuoCallback()` handler. */
 export const DuoCallbackResult = createParamDecorator(

@@ -60,6 +60,7 @@ type Req = Record<string, any>;
 
 /** A stand-in for the app's primary login: whatever sets req.user from the session. */
 @Controller()
+@SkipSecondFactor()
 class PrimaryLoginController {
   @Post('login')
   login(@Req() req: Req, @Body() body: { username?: string }): { ok: true } {

@@ -6,7 +6,7 @@ import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DUO_MODULE_OPTIONS, DuoModule, DuoService, type DuoModuleOptions } from '../../src/index.js';
 import { DuoEmulator } from '../../src/testing/index.js';
-import { CapturingLogger, createTestApp, REDIRECT_URI } from './fixtures.js';
+import { CapturingLogger, createTestApp, pathOf, REDIRECT_URI } from './fixtures.js';
 
 let emulator: DuoEmulator;
 
@@ -167,6 +167,17 @@ describe('global mode (APP_GUARD)', () => {
     await agent.get('/global/open').expect(200, 'open');
     const anonymous = await agent.get('/global/closed').set('Accept', 'application/json').expect(401);
     expect(anonymous.body.error).toBe('primary_auth_required');
+    // The module's filter renders the guard's answer for browsers too (HTML page, 303 to Duo).
+    const page = await agent.get('/global/closed').set('Accept', 'text/html').expect(401);
+    expect(page.headers['content-type']).toContain('text/html');
+    expect(page.text).toContain('Start again');
+    await agent.post('/login').send({ username: 'alice' }).expect(201);
+    const start = await agent.get('/global/closed?from=global').set('Accept', 'text/html').expect(303);
+    const back = await emulator.authorize(start.headers.location!);
+    // The callback route is not itself held by the global guard.
+    const done = await agent.get(pathOf(back)).set('Accept', 'text/html').expect(303);
+    expect(done.headers.location).toBe('/global/closed?from=global');
+    await agent.get('/global/closed').expect(200, 'closed');
     await t.close();
   });
 });
