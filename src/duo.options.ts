@@ -4,7 +4,11 @@ import type { DuoEvent } from './duo.events.js';
 
 export type DuoFailMode = 'closed' | 'open';
 
-/** The request object of the HTTP platform (Express or Fastify). */
+/**
+ * The request object of the HTTP platform (Express or Fastify), as the module
+ * reads it. Public methods take any request object; hooks such as `getUsername`
+ * receive it under this type.
+ */
 export type DuoRequest = Record<string, unknown> & { headers: Record<string, string | string[] | undefined> };
 
 /** Everything `DuoModule.forRoot()` takes: Duo's credentials plus how the module behaves around them. */

@@ -127,7 +127,8 @@ export class DuoService implements OnModuleDestroy {
    * that break the flow (SameSite=Strict loses the session on Duo's redirect
    * back) or weaken it (no Secure flag while the redirect URI is https).
    */
-  checkSessionCookie(request: DuoRequest): void {
+  checkSessionCookie(raw: object): void {
+    const request = raw as DuoRequest;
     if (this.#cookieChecked || !this.#checkCookie) return;
     this.#cookieChecked = true;
     const cookie = (request.session as { cookie?: { sameSite?: unknown; secure?: unknown } } | undefined)?.cookie;
@@ -146,7 +147,8 @@ export class DuoService implements OnModuleDestroy {
   }
 
   /** The primary user's name, or undefined when nobody is logged in. */
-  usernameOf(request: DuoRequest): string | undefined {
+  usernameOf(raw: object): string | undefined {
+    const request = raw as DuoRequest;
     const username = this.#getUsername(request);
     return typeof username === 'string' && username.length > 0 ? username : undefined;
   }
@@ -180,7 +182,8 @@ export class DuoService implements OnModuleDestroy {
    * the pending transaction saved, the prompt URL. With fail mode `open` and
    * Duo unreachable, marks the session bypassed instead (never for step-up).
    */
-  async startSecondFactor(request: DuoRequest, username: string, returnTo: string, maxAge?: number): Promise<SecondFactorStart> {
+  async startSecondFactor(raw: object, username: string, returnTo: string, maxAge?: number): Promise<SecondFactorStart> {
+    const request = raw as DuoRequest;
     const session = SecondFactorSession.of(request);
     try {
       await this.cachedHealthCheck();
@@ -221,7 +224,8 @@ export class DuoService implements OnModuleDestroy {
    * once, checked against this session and user, the code exchanged and the
    * id_token verified. Does not mark the session (the callback guard does).
    */
-  async completeCallback(request: DuoRequest): Promise<SecondFactorResult> {
+  async completeCallback(raw: object): Promise<SecondFactorResult> {
+    const request = raw as DuoRequest;
     let username = this.usernameOf(request);
     try {
       const state = singleQueryValue(request, 'state');
@@ -257,7 +261,12 @@ export class DuoService implements OnModuleDestroy {
       }
       const code = duoCode.value ?? plainCode.value;
       if (code === undefined || code.length === 0) throw new DuoError('input_invalid', 'The callback has no authorization code (duo_code).');
-      const claims = await this.client.exchangeAuthorizationCode(code, transaction.username, transaction.nonce);
+      const claims = await this.client.exchangeAuthorizationCode(
+        code,
+        transaction.username,
+        transaction.nonce,
+        transaction.maxAge === undefined ? {} : { maxAge: transaction.maxAge },
+      );
       const verified: VerifiedMarker = {
         username: transaction.username,
         at: Date.now(),
@@ -276,7 +285,8 @@ export class DuoService implements OnModuleDestroy {
   }
 
   /** Records a completed callback in the session (new session id) and announces it. */
-  async recordSuccess(request: DuoRequest, result: SecondFactorResult, state: string): Promise<void> {
+  async recordSuccess(raw: object, result: SecondFactorResult, state: string): Promise<void> {
+    const request = raw as DuoRequest;
     const session = SecondFactorSession.of(request);
     await session.markVerified(result.verified, { state, returnTo: result.returnTo, until: Date.now() + this.settings.transactionTtlMs });
     this.emit({
@@ -289,7 +299,8 @@ export class DuoService implements OnModuleDestroy {
   }
 
   /** The verified marker for the current user, if any (optionally no older than maxAge seconds). */
-  verification(request: DuoRequest, maxAge?: number): VerifiedMarker | undefined {
+  verification(raw: object, maxAge?: number): VerifiedMarker | undefined {
+    const request = raw as DuoRequest;
     const username = this.usernameOf(request);
     if (!username) return undefined;
     return SecondFactorSession.of(request).verifiedFor(username, maxAge);

@@ -7,6 +7,12 @@ import { generateJti, generateNonce, generateState } from './random.js';
 import type { DuoAuthorization, DuoAuthUrlOptions, DuoHealthCheckResult, DuoIdTokenClaims } from './types.js';
 import { NESTJS_DUO_VERSION } from './version.js';
 
+/** Checks beyond the username and nonce. */
+export interface DuoTokenChecks {
+  /** The `max_age` the login was started with: `auth_time` must be at most this old. */
+  maxAge?: number;
+}
+
 /** Seconds of clock leeway on every time claim, as Duo's SDKs allow. */
 export const CLOCK_LEEWAY_SECONDS = 60;
 /** Lifetime of the JWTs we sign (client assertion, request JWT), as Duo's SDKs use. */
@@ -132,7 +138,7 @@ export class DuoClient {
    * Throws a DuoError unless Duo says this very user passed (and, when a nonce
    * was sent, that this very flow did).
    */
-  async exchangeAuthorizationCode(code: string, username: string, nonce?: string): Promise<DuoIdTokenClaims> {
+  async exchangeAuthorizationCode(code: string, username: string, nonce?: string, checks: DuoTokenChecks = {}): Promise<DuoIdTokenClaims> {
     checkCode(code);
     checkUsername(username);
     if (nonce !== undefined) checkOpaque('nonce', nonce);
@@ -161,7 +167,7 @@ export class DuoClient {
     if (typeof answer.token_type !== 'string' || answer.token_type.toLowerCase() !== 'bearer') {
       throw new DuoError('duo_upstream_invalid', `Duo's token answer has token_type ${upstreamText(answer.token_type) ?? 'missing'}; expected Bearer.`);
     }
-    return this.verifyIdToken(answer.id_token, username, nonce);
+    return this.verifyIdToken(answer.id_token, username, nonce, checks);
   }
 
   /** Duo's SDK name for exchangeAuthorizationCode(). */
@@ -170,7 +176,7 @@ export class DuoClient {
   }
 
   /** Every id_token check, each failure named. Exposed for users who receive tokens another way. */
-  async verifyIdToken(idToken: string, username: string, nonce?: string): Promise<DuoIdTokenClaims> {
+  async verifyIdToken(idToken: string, username: string, nonce?: string, checks: DuoTokenChecks = {}): Promise<DuoIdTokenClaims> {
     let payload: JWTPayload;
     try {
       payload = await verifyJwt(this.#key, idToken, CLOCK_LEEWAY_SECONDS);
@@ -197,6 +203,13 @@ export class DuoClient {
     }
     if (nonce !== undefined && payload.nonce !== nonce) {
       throw new DuoError('nonce_mismatch', 'The id_token belongs to another login (nonce mismatch); the second factor does not count.');
+    }
+    if (checks.maxAge !== undefined) {
+      // The login asked Duo for an authentication no older than max_age: check that Duo did (OIDC Core 3.1.2.1).
+      if (typeof payload.auth_time !== 'number') throw invalid('has no auth_time although max_age was requested');
+      if (epochSeconds() - payload.auth_time > checks.maxAge + CLOCK_LEEWAY_SECONDS) {
+        throw new DuoError('second_factor_denied', `Duo's authentication is older than the ${checks.maxAge} s this login asked for (max_age); it does not count.`);
+      }
     }
     const authResult = asObject(payload.auth_result);
     if (authResult?.status !== 'allow') {
@@ -229,9 +242,15 @@ export class DuoClient {
     const detail = upstreamText(answer?.message_detail) ?? upstreamText(answer?.error_description);
     const error = upstreamText(answer?.error, 40);
     if (message === 'invalid_client' || error === 'invalid_client' || answer?.code === 40002) {
+      // Duo's FAIL answers carry its clock: a wrong server clock is the usual cause of invalid_client.
+      const offset = typeof answer?.timestamp === 'number' ? Math.round(answer.timestamp - Date.now() / 1000) : undefined;
+      const clock =
+        offset !== undefined && Math.abs(offset) > this.config.clockSkewWarningSeconds
+          ? ` This server's clock is ${Math.abs(offset)} s ${offset > 0 ? 'behind' : 'ahead of'} Duo's: synchronise it (NTP) first.`
+          : " Check that this server's clock is right.";
       return new DuoError(
         'duo_invalid_client',
-        `Duo refused our credentials in the ${what} (invalid_client${detail ? `: ${detail}` : ''}). Check clientId, clientSecret and apiHost against the Duo Admin Panel, and that this server's clock is right.`,
+        `Duo refused our credentials in the ${what} (invalid_client${detail ? `: ${detail}` : ''}). Check clientId, clientSecret and apiHost against the Duo Admin Panel.${clock}`,
       );
     }
     if (message || error) {

@@ -120,6 +120,18 @@ describe.each(PLATFORMS)('the second-factor flow on %s', (adapter) => {
         Date.now = realNow;
       }
     });
+    it('step-up: an id_token whose auth_time is older than max_age does not count', async () => {
+      const agent = t.agent();
+      await agent.post('/login').send({ username: 'alice' }).expect(201);
+      const start = await agent.get('/sensitive').set('Accept', 'text/html').expect(303);
+      // Duo's clock 200 s behind: its auth_time is far older than the route's 60 s (+60 s leeway).
+      emulator.setClockOffset(-200);
+      const back = await emulator.authorize(start.headers.location!);
+      remember(back);
+      const res = await agent.get(pathOf(back)).set('Accept', 'application/json').expect(401);
+      expect(res.body.error).toBe('second_factor_denied');
+      await agent.get('/sensitive').set('Accept', 'application/json').expect(401);
+    });
   });
 
   describe('the callback', () => {
