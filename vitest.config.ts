@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts', 'src/**/*.spec.ts'],
-    exclude: ['test/browser/**', 'node_modules/**', 'dist/**'],
+    exclude: ['test/browser/**', 'test/redis/**', 'node_modules/**', 'dist/**'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
   },

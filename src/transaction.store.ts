@@ -61,8 +61,8 @@ export interface DuoTransactionStore {
 /**
  * The default store: pending transactions in the session itself, for
  * single-instance apps. Sessions are loaded per request, so two parallel
- * callbacks would each see the transaction in their own copy; a process-wide
- * claim set makes the take exactly-once within this process. Several app
+ * callbacks would each see the transaction in their own copy; the store's claim
+ * set (one per app instance) makes the take exactly-once within this instance. Several app
  * instances need a shared store (see RedisTransactionStore).
  */
 export class SessionTransactionStore implements DuoTransactionStore {
