@@ -16,7 +16,7 @@ import {
 } from './protocol/index.js';
 import { hasQueryParam, safeReturnTo, singleQueryValue } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
-import { SessionTransactionStore, type DuoTransactionStore, type PendingTransaction, type VerifiedMarker } from './transaction.store.js';
+import { SessionTransactionStore, type BypassMarker, type DuoTransactionStore, type PendingTransaction, type VerifiedMarker } from './transaction.store.js';
 
 /** Health-check failures that fail mode `open` may let through: Duo unreachable or unhealthy, nothing else. */
 const FAIL_OPEN_CODES: ReadonlySet<DuoErrorCode> = new Set(['duo_unavailable', 'duo_timeout', 'duo_overloaded']);
@@ -304,6 +304,14 @@ export class DuoService implements OnModuleDestroy {
     const username = this.usernameOf(request);
     if (!username) return undefined;
     return SecondFactorSession.of(request).verifiedFor(username, maxAge);
+  }
+
+  /** The fail-open bypass marker for the current user, if Duo was skipped for this session and the bypass still runs. */
+  bypass(raw: object): BypassMarker | undefined {
+    const request = raw as DuoRequest;
+    const username = this.usernameOf(request);
+    if (!username) return undefined;
+    return SecondFactorSession.of(request).bypassFor(username);
   }
 
   emit(event: DuoEvent): void {

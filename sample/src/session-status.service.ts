@@ -1,0 +1,35 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { DuoService } from 'nestjs-duo';
+import type { SampleRequest } from './http.js';
+import { sampleConfig } from './sample.config.js';
+import { SampleDuoEmulator } from './sample-duo-emulator.js';
+import type { PageStatus } from './views/layout.js';
+
+/** Reads what the pages show about a session: the primary user and the Duo marker, through the module's public API. */
+@Injectable()
+export class SessionStatusService {
+  constructor(
+    private readonly duo: DuoService,
+    private readonly emulator: SampleDuoEmulator,
+    @Inject(sampleConfig.KEY) private readonly config: ConfigType<typeof sampleConfig>,
+  ) {}
+
+  of(req: SampleRequest): PageStatus {
+    const now = Date.now();
+    const verification = this.duo.verification(req);
+    const bypass = this.duo.bypass(req);
+    return {
+      ...(req.user ? { user: req.user } : {}),
+      ...(verification ? { verification } : {}),
+      ...(bypass ? { bypass } : {}),
+      backend: {
+        kind: this.config.duo.kind,
+        where: this.emulator.running ? `local emulator at ${this.emulator.baseUrl} (prompt mode)` : `https://${this.config.duo.kind === 'duo' ? this.config.duo.apiHost : ''}`,
+        failMode: this.config.failMode,
+      },
+      stepUpSeconds: this.config.stepUpSeconds,
+      now,
+    };
+  }
+}
