@@ -279,6 +279,39 @@ describe.each(PLATFORMS)('the second-factor flow on %s', (adapter) => {
       expect(res.body.error).toBe('duo_unavailable');
     });
 
+    it('a silent Duo at the token call gives 504 within the deadline, never 500', async () => {
+      const quick = await createTestApp(emulator, { adapter, duo: { timeoutMs: 400 } });
+      try {
+        const agent = quick.agent();
+        await agent.post('/login').send({ username: 'alice' }).expect(201);
+        const start = await agent.get('/account').set('Accept', 'text/html').expect(303);
+        const back = await emulator.authorize(start.headers.location!);
+        remember(back);
+        emulator.setFailure('no_answer', { endpoints: ['token'] });
+        const started = Date.now();
+        const res = await agent.get(pathOf(back)).set('Accept', 'application/json').expect(504);
+        expect(res.body.error).toBe('duo_timeout');
+        expect(Date.now() - started).toBeLessThan(3000);
+      } finally {
+        emulator.setFailure('none');
+        await quick.close();
+      }
+    });
+
+    it('keeps at most maxPendingPerSession pending logins: the oldest is dropped', async () => {
+      const agent = t.agent();
+      await agent.post('/login').send({ username: 'alice' }).expect(201);
+      const starts = [];
+      for (let i = 0; i < 6; i++) starts.push((await agent.get(`/account?n=${i}`).set('Accept', 'text/html').expect(303)).headers.location!);
+      const backs = [];
+      for (const location of starts) backs.push(await emulator.authorize(location));
+      backs.forEach((back) => remember(back));
+      const oldest = await agent.get(pathOf(backs[0]!)).set('Accept', 'application/json').expect(400);
+      expect(oldest.body.error).toBe('state_unknown');
+      const newest = await agent.get(pathOf(backs[5]!)).expect(303);
+      expect(newest.headers.location).toBe('/account?n=5');
+    });
+
     it('a reused code is refused by Duo and answered with 401', async () => {
       const first = t.agent();
       const { callback, back: firstBack } = await loginWithDuo(emulator, first, 'alice');
@@ -324,6 +357,21 @@ describe.each(PLATFORMS)('the second-factor flow on %s', (adapter) => {
   });
 
   describe('health and fail mode closed (default)', () => {
+    it('caches a healthy health check: many logins, one call to Duo', async () => {
+      const fresh = await createTestApp(emulator, { adapter });
+      try {
+        for (let i = 0; i < 5; i++) {
+          const a = fresh.agent();
+          await a.post('/login').send({ username: `user${i}` }).expect(201);
+          remember((await a.get('/account').set('Accept', 'text/html').expect(303)).headers.location);
+        }
+        expect(emulator.stats.healthChecks).toBe(1);
+        expect(fresh.events.filter((e) => e.type === 'prompt_started')).toHaveLength(5);
+      } finally {
+        await fresh.close();
+      }
+    });
+
     it('refuses with 503 when Duo is down, and caches the health check', async () => {
       emulator.setFailure('http_500');
       const agent = t.agent();
