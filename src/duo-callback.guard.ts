@@ -17,7 +17,7 @@ import { map, type Observable } from 'rxjs';
 import { DuoExceptionFilter } from './duo-exception.filter.js';
 import { DuoHttpException } from './duo.exception.js';
 import type { DuoRequest } from './duo.options.js';
-import { DuoService, type SecondFactorResult } from './duo.service.js';
+import { DUO_RETRY_PATH, DuoService, type SecondFactorResult } from './duo.service.js';
 import { DUO_CALLBACK_SERVICE, DUO_STRATEGY } from './duo.strategy.js';
 import { DuoError, isDuoError } from './protocol/index.js';
 import { SKIP_SECOND_FACTOR } from './require-second-factor.decorator.js';
@@ -83,7 +83,8 @@ export class DuoCallbackGuard extends AuthGuard(DUO_STRATEGY) {
     } catch (error) {
       if (error instanceof DuoHttpException) throw error;
       const duoError = isDuoError(error) ? error : new DuoError('duo_upstream_invalid', 'The Duo callback could not be completed.');
-      throw new DuoHttpException(duoError, { retryPath: '/' });
+      const retryPath = request[DUO_RETRY_PATH];
+      throw new DuoHttpException(duoError, { retryPath: typeof retryPath === 'string' ? retryPath : '/' });
     }
   }
 

@@ -18,6 +18,9 @@ import { hasQueryParam, safeReturnTo, singleQueryValue } from './request.util.js
 import { SecondFactorSession } from './second-factor.session.js';
 import { SessionTransactionStore, type BypassMarker, type DuoTransactionStore, type PendingTransaction, type VerifiedMarker } from './transaction.store.js';
 
+/** Where a failed callback's page points its "start again" link, once the pending login is known. */
+export const DUO_RETRY_PATH = 'duoRetryPath';
+
 /** Health-check failures that fail mode `open` may let through: Duo unreachable or unhealthy, nothing else. */
 const FAIL_OPEN_CODES: ReadonlySet<DuoErrorCode> = new Set(['duo_unavailable', 'duo_timeout', 'duo_overloaded']);
 const FAILED_HEALTH_RETRY_MS = 5_000;
@@ -243,6 +246,8 @@ export class DuoService implements OnModuleDestroy {
         throw new DuoError('state_unknown', 'This sign-in response belongs to another session. Start the login again.');
       }
       username = transaction.username;
+      // From here on the page the user was going to is known: error pages offer it to start again.
+      request[DUO_RETRY_PATH] = transaction.returnTo;
       if (transaction.expiresAt <= Date.now()) {
         throw new DuoError('transaction_expired', 'This sign-in took too long and expired. Start the login again.');
       }

@@ -218,6 +218,7 @@ describe.each(PLATFORMS)('the second-factor flow on %s', (adapter) => {
       expect(new URL(back).searchParams.get('error')).toBe('access_denied');
       const res = await agent.get(pathOf(back)).set('Accept', 'text/html').expect(401);
       expect(res.text).toContain('Duo denied');
+      expect(res.text).toContain('<a href="/account">Start again</a>'); // back to the page the login was for
       await agent.get(pathOf(back)).set('Accept', 'application/json').expect(400);
       await agent.get('/account').set('Accept', 'application/json').expect(401);
       expect(t.events.some((e) => e.type === 'second_factor_failed' && e.code === 'access_denied')).toBe(true);
