@@ -40,6 +40,10 @@ export interface RedisTransactionStoreOptions {
  * `create` is `SET key value PX ttl NX` (set-if-absent with expiry), `take`
  * is `GETDEL` (Redis 6.2 or later).
  *
+ * The key is `{prefix}{state}.{binding}`: a callback from another session
+ * (whose binding differs) cannot even reach, let alone consume, the victim's
+ * pending login, so knowing a state is not enough to cancel someone's login.
+ *
  * No per-session cap (`maxPendingPerSession`) is kept here: every key expires
  * with its transaction, so the TTL bounds what a session can pile up.
  *
@@ -86,17 +90,26 @@ export class RedisTransactionStore implements DuoTransactionStore {
   async create(transaction: PendingTransaction, _context?: DuoStoreContext): Promise<void> {
     const ttl = Math.max(1, Math.ceil(transaction.expiresAt - Date.now()));
     const options: RedisSetIfAbsentOptions = { expiration: { type: 'PX', value: ttl }, condition: 'NX', PX: ttl, NX: true };
-    const reply = await this.#deadline(this.#client.set(this.prefix + transaction.state, JSON.stringify(transaction), options));
+    const reply = await this.#deadline(this.#client.set(this.key(transaction.state, transaction.binding), JSON.stringify(transaction), options));
     // NX answers null when the key exists: a state collision, practically impossible, never an overwrite.
     if (text(reply) !== 'OK') {
       throw new DuoError('store_unavailable', 'A pending Duo login with this state already exists; it was left alone. Try again.');
     }
   }
 
-  async take(state: string, _context?: DuoStoreContext): Promise<PendingTransaction | undefined> {
-    const value = text(await this.#deadline(this.#client.getDel(this.prefix + state)));
+  async take(state: string, context?: DuoStoreContext): Promise<PendingTransaction | undefined> {
+    const binding = context?.session.binding;
+    // A session that never started a login has nothing pending anywhere.
+    if (typeof binding !== 'string' || binding.length === 0) return undefined;
+    const value = text(await this.#deadline(this.#client.getDel(this.key(state, binding))));
     if (value === undefined) return undefined;
-    return parseTransaction(value, state);
+    const transaction = parseTransaction(value, state);
+    return transaction?.binding === binding ? transaction : undefined;
+  }
+
+  /** The Redis key of one pending login. */
+  key(state: string, binding: string): string {
+    return `${this.prefix}${state}.${binding}`;
   }
 
   #deadline<T>(command: Promise<T>): Promise<T> {

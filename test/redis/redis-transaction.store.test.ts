@@ -27,15 +27,17 @@ function transaction(overrides: Partial<PendingTransaction> = {}): PendingTransa
     nonce: randomToken(32),
     username: 'alice',
     returnTo: '/account',
-    binding: randomToken(18),
+    binding: BINDING,
     startedAt: now,
     expiresAt: now + 60_000,
     ...overrides,
   };
 }
 
-/** The store must not lean on the session: a fresh one per call shows nothing rides along in it. */
-const context = (): DuoStoreContext => ({ session: {}, maxPendingPerSession: 5 });
+/** The session's binding, as the module keeps it; the store keys pending logins by state and binding. */
+const BINDING = randomToken(18);
+/** The store must not lean on the session beyond its binding: a fresh one per call shows nothing else rides along. */
+const context = (binding = BINDING): DuoStoreContext => ({ session: { binding }, maxPendingPerSession: 5 });
 
 let redis: RedisClientType;
 let store: RedisTransactionStore;
@@ -52,10 +54,10 @@ afterAll(async () => {
 });
 
 describe('RedisTransactionStore', () => {
-  it('stores a transaction under duo:tx:<state> and gives it back from another connection', async () => {
+  it('stores a transaction under duo:tx:<state>.<binding> and gives it back from another connection', async () => {
     const tx = transaction({ maxAge: 60 });
     await store.create(tx, context());
-    expect(await redis.exists(`duo:tx:${tx.state}`)).toBe(1);
+    expect(await redis.exists(`duo:tx:${tx.state}.${BINDING}`)).toBe(1);
     const other = new RedisTransactionStore(await connect());
     expect(await other.take(tx.state, context())).toEqual(tx);
   });
@@ -65,7 +67,7 @@ describe('RedisTransactionStore', () => {
     await store.create(tx, context());
     expect(await store.take(tx.state, context())).toEqual(tx);
     expect(await store.take(tx.state, context())).toBeUndefined();
-    expect(await redis.exists(`duo:tx:${tx.state}`)).toBe(0);
+    expect(await redis.exists(`duo:tx:${tx.state}.${BINDING}`)).toBe(0);
   });
 
   it('never overwrites an existing state: create refuses and the first transaction stays', async () => {
@@ -81,11 +83,11 @@ describe('RedisTransactionStore', () => {
   it('lets a transaction expire in Redis at its expiresAt', async () => {
     const tx = transaction({ expiresAt: Date.now() + 300 });
     await store.create(tx, context());
-    const ttl = await redis.pTTL(`duo:tx:${tx.state}`);
+    const ttl = await redis.pTTL(`duo:tx:${tx.state}.${BINDING}`);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(300);
     await new Promise((resolve) => setTimeout(resolve, 450));
-    expect(await redis.exists(`duo:tx:${tx.state}`)).toBe(0);
+    expect(await redis.exists(`duo:tx:${tx.state}.${BINDING}`)).toBe(0);
     expect(await store.take(tx.state, context())).toBeUndefined();
   });
 
@@ -102,9 +104,9 @@ describe('RedisTransactionStore', () => {
     const value =
       raw === 'OTHER' ? JSON.stringify({ ...tx, state: 'another-state-entirely' }) : raw === 'WRONGTYPE' ? JSON.stringify({ ...tx, expiresAt: 'soon' }) : raw.replace('STATE', tx.state);
     expect(value).not.toBe(valid);
-    await redis.set(`duo:tx:${tx.state}`, value);
+    await redis.set(`duo:tx:${tx.state}.${BINDING}`, value);
     await expect(store.take(tx.state, context())).resolves.toBeUndefined();
-    expect(await redis.exists(`duo:tx:${tx.state}`)).toBe(0);
+    expect(await redis.exists(`duo:tx:${tx.state}.${BINDING}`)).toBe(0);
   });
 
   it('of 100 concurrent takes of one state over five connections, exactly one gets the transaction', async () => {
@@ -118,11 +120,19 @@ describe('RedisTransactionStore', () => {
     }
   });
 
+  it('a take from another session (other binding) neither gets nor consumes the transaction', async () => {
+    const tx = transaction();
+    await store.create(tx, context());
+    expect(await store.take(tx.state, context(randomToken(18)))).toBeUndefined();
+    expect(await store.take(tx.state, { session: {}, maxPendingPerSession: 5 })).toBeUndefined();
+    expect(await store.take(tx.state, context())).toEqual(tx);
+  });
+
   it('keeps stores with different prefixes apart', async () => {
     const tx = transaction();
     const tenant = new RedisTransactionStore(redis, { prefix: 'app2:duo:' });
     await tenant.create(tx, context());
-    expect(await redis.exists(`app2:duo:${tx.state}`)).toBe(1);
+    expect(await redis.exists(`app2:duo:${tx.state}.${BINDING}`)).toBe(1);
     expect(await store.take(tx.state, context())).toBeUndefined();
     expect(await tenant.take(tx.state, context())).toEqual(tx);
   });

@@ -54,11 +54,24 @@ async function verifiedSession(first: Instance, second: Instance): Promise<Cooki
 }
 
 describe('several instances sharing Redis', () => {
+  it("a victim's state sent from another session neither completes nor cancels the victim's login", async () => {
+    const victim = new CookieJar();
+    const { back } = await startLogin(victim, a);
+    const attacker = new CookieJar();
+    await startLogin(attacker, b); // the attacker has a session of their own, with its own binding
+    const stolen = await request(b, attacker, pathOf(back), { accept: 'application/json' });
+    expect(stolen.status).toBe(400);
+    expect(((await stolen.json()) as { error: string }).error).toBe('state_unknown');
+    const mine = await request(c, victim, pathOf(back));
+    expect(mine.status).toBe(303);
+    expect((await request(a, victim, '/account')).status).toBe(200);
+  });
+
   it('a login started on A finishes on B, and the page then opens on C', async () => {
     const jar = new CookieJar();
     const { back, state } = await startLogin(jar, a);
     // The pending login is in Redis, not in the session.
-    expect(await admin.exists(`duo:tx:${state}`)).toBe(1);
+    expect(await admin.keys(`duo:tx:${state}.*`)).toHaveLength(1);
     const sessionKeys = await admin.keys('sess:*');
     const sessions = await Promise.all(sessionKeys.map((key) => admin.get(key)));
     expect(sessions.some((value) => value?.includes(state))).toBe(false);
@@ -66,7 +79,7 @@ describe('several instances sharing Redis', () => {
     const callback = await request(b, jar, pathOf(back));
     expect(callback.status).toBe(303);
     expect(callback.headers.get('location')).toBe('/account');
-    expect(await admin.exists(`duo:tx:${state}`)).toBe(0);
+    expect(await admin.keys(`duo:tx:${state}.*`)).toHaveLength(0);
 
     const page = await request(c, jar, '/account');
     expect(page.status).toBe(200);
