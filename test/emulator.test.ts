@@ -2,18 +2,15 @@
  * The Duo emulator (nestjs-duo/testing): spoken to over real HTTP, raw and
  * through our own DuoClient, for every endpoint, check and failure it offers.
  */
-import { execFileSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { inspect } from 'node:util';
 import type { JWTPayload } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DuoClient, DuoError, type DuoClientOptions, type DuoErrorCode } from '../src/protocol/index.js';
 import { HsKey, signJwt } from '../src/protocol/jwt.js';
 import { DuoEmulator, type DuoEmulatorFailure } from '../src/testing/index.js';
+import { selfSignedCertificate } from './support/tls.js';
 
 const REDIRECT = 'http://127.0.0.1:3000/duo/callback';
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -146,10 +143,7 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
-  emulator.setMode('approve');
-  emulator.setFailure('none');
-  emulator.setClockOffset(0);
-  emulator.resetStats();
+  emulator.reset();
 });
 
 afterEach(async () => {
@@ -801,30 +795,17 @@ describe('HTTP behaviour', () => {
 });
 
 describe('HTTPS', () => {
-  let dir: string;
   let key: string;
   let cert: string;
   let secure: DuoEmulator;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'duo-emulator-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1',
-        '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
-    key = readFileSync(join(dir, 'key.pem'), 'utf8');
-    cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+    ({ key, cert } = selfSignedCertificate());
     secure = await DuoEmulator.start({ tls: { key, cert } });
   });
 
   afterAll(async () => {
     await secure?.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('serves https; our client trusts it with the ca option and completes a login', async () => {
@@ -840,5 +821,28 @@ describe('HTTPS', () => {
 
   it('a client without the ca refuses the self-signed certificate', async () => {
     await expectDuoError(client({}, secure).healthCheck(), 'duo_unavailable');
+  });
+});
+
+describe('reset()', () => {
+  it('restores the starting mode, clears failure and clock offset, and zeroes the stats', async () => {
+    const fresh = await DuoEmulator.start({ mode: 'deny' });
+    try {
+      fresh.setMode('approve');
+      fresh.setFailure('http_500');
+      fresh.setClockOffset(120);
+      await fetch(`${fresh.baseUrl}/oauth/v1/health_check`, { method: 'POST' });
+      expect(fresh.stats.healthChecks).toBe(1);
+      fresh.reset();
+      expect(fresh.mode).toBe('deny');
+      expect(fresh.failure).toBe('none');
+      expect(fresh.stats.healthChecks).toBe(0);
+      const duo = new DuoClient(fresh.clientOptions('http://localhost/duo/callback'));
+      const health = await duo.healthCheck();
+      expect(Math.abs(health.clockOffsetSeconds)).toBeLessThan(5);
+      await duo.close();
+    } finally {
+      await fresh.close();
+    }
   });
 });

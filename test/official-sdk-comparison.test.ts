@@ -5,30 +5,22 @@
  * only change made to it). Each row asserts both sides, so the table stays true.
  */
 import { Client as OfficialClient } from '@duosecurity/duo_universal';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DuoClient, DuoError } from '../src/index.js';
 import { DuoEmulator, type DuoEmulatorFailure } from '../src/testing/index.js';
+import { selfSignedCertificate } from './support/tls.js';
 
 const REDIRECT = 'https://app.example.com/duo/callback';
 let emulator: DuoEmulator;
 let ours: DuoClient;
 let official: OfficialClient;
-let dir: string;
+let cert: string;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'duo-compare-'));
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-  ], { stdio: 'ignore' });
-  const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
-  emulator = await DuoEmulator.start({ tls: { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert } });
+  const tls = selfSignedCertificate();
+  cert = tls.cert;
+  emulator = await DuoEmulator.start({ tls });
   ours = new DuoClient({ ...emulator.clientOptions(REDIRECT), ca: cert });
   const host = new URL(emulator.baseUrl).host; // 127.0.0.1:PORT: the official SDK takes host:port as apiHost
   official = new OfficialClient({ clientId: emulator.clientId, clientSecret: emulator.clientSecret, apiHost: host, redirectUrl: REDIRECT });
@@ -38,7 +30,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await ours.close();
   await emulator.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 beforeEach(() => emulator.setFailure('none'));
@@ -117,7 +108,7 @@ describe('inputs and configuration the official SDK accepts and nestjs-duo refus
 describe('transport', () => {
   it('the official SDK waits on a silent Duo with no deadline; nestjs-duo cuts it off', async () => {
     emulator.setFailure('no_answer');
-    const quick = new DuoClient({ ...emulator.clientOptions(REDIRECT), ca: readFileSync(join(dir, 'cert.pem'), 'utf8'), timeoutMs: 300 });
+    const quick = new DuoClient({ ...emulator.clientOptions(REDIRECT), ca: cert, timeoutMs: 300 });
     await expect(quick.healthCheck()).rejects.toMatchObject({ code: 'duo_timeout' });
     await quick.close();
     const pending = official.healthCheck().then(() => 'answered', () => 'failed');

@@ -221,6 +221,7 @@ export class DuoEmulator {
   readonly #logger: ((line: string) => void) | undefined;
   #baseUrl = '';
   #mode: DuoEmulatorMode;
+  readonly #initialMode: DuoEmulatorMode;
   #failure: DuoEmulatorFailure = 'none';
   #failureEndpoints: ReadonlySet<DuoEmulatorEndpoint> = new Set();
   #slowMs = 1000;
@@ -240,6 +241,7 @@ export class DuoEmulator {
     this.clientSecret = options.clientSecret ?? randomAlphanumeric(40);
     this.#key = new HsKey(this.clientSecret);
     this.#mode = options.mode ?? 'approve';
+    this.#initialMode = this.#mode;
     this.#codeTtlMs = (options.codeTtlSeconds ?? 60) * 1000;
     this.#factor = options.factor ?? 'duo_push';
     this.#logger = options.logger;
@@ -323,6 +325,17 @@ export class DuoEmulator {
 
   resetStats(): void {
     this.#stats = zeroStats();
+  }
+
+  /**
+   * Back to how the emulator started, for a `beforeEach`: its first mode, no
+   * failure, no clock offset, zeroed stats. Codes and jtis already used stay used.
+   */
+  reset(): void {
+    this.setMode(this.#initialMode);
+    this.setFailure('none');
+    this.setClockOffset(0);
+    this.resetStats();
   }
 
   /** What the last verified authorize request asked for, or undefined. */

@@ -20,10 +20,7 @@ describe.each(PLATFORMS)('the second-factor flow on %s', (adapter) => {
   });
 
   beforeEach(() => {
-    emulator.setMode('approve');
-    emulator.setFailure('none');
-    emulator.setClockOffset(0);
-    emulator.resetStats();
+    emulator.reset();
   });
 
   describe('protecting routes', () => {

@@ -1,12 +1,9 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DuoClient } from '../../src/protocol/index.js';
 import { DuoEmulator } from '../../src/testing/index.js';
+import { selfSignedCertificate } from '../support/tls.js';
 
 /** A real HTTP CONNECT proxy on 127.0.0.1 that records the tunnels it opens. */
 let proxy: Server;
@@ -15,17 +12,11 @@ const tunnels: string[] = [];
 const sockets = new Set<Socket>();
 let emulator: DuoEmulator;
 let cert: string;
-let dir: string;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'duo-proxy-'));
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-  ], { stdio: 'ignore' });
-  cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
-  emulator = await DuoEmulator.start({ tls: { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert } });
+  const tls = selfSignedCertificate();
+  cert = tls.cert;
+  emulator = await DuoEmulator.start({ tls });
 
   proxy = createServer((_req, res) => res.writeHead(405).end());
   proxy.on('connect', (req, client: Socket, head) => {
@@ -51,7 +42,6 @@ afterAll(async () => {
   for (const socket of sockets) socket.destroy();
   await new Promise((resolve) => proxy.close(resolve));
   await emulator.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('the proxy option', () => {
