@@ -1,20 +1,53 @@
 import { Logger, Module, type DynamicModule } from '@nestjs/common';
 import { ConfigModule, ConfigService, type ConfigType } from '@nestjs/config';
-import { DuoModule, type DuoEvent, type DuoModuleOptions } from 'nestjs-duo';
+import { DuoModule, RedisTransactionStore, type DuoEvent, type DuoModuleOptions } from 'nestjs-duo';
+import type { RedisClientType } from 'redis';
 import { AuthController } from './auth.controller.js';
+import { SAMPLE_INSTANCE } from './cluster.js';
 import { PagesController } from './pages.controller.js';
-import { parseSampleConfig, sampleConfig } from './sample.config.js';
+import { parseSampleConfig, sampleConfig, type SampleConfig, type SampleInstance } from './sample.config.js';
 import { SampleDuoEmulator } from './sample-duo-emulator.js';
 import { sensitiveController } from './sensitive.controller.js';
 import { SessionStatusService } from './session-status.service.js';
 import { UsersService } from './users.service.js';
 
-/** Starts the emulator (or not) before DuoModule needs its address. */
-@Module({
-  providers: [{ provide: SampleDuoEmulator, inject: [sampleConfig.KEY], useFactory: (config: ConfigType<typeof sampleConfig>) => SampleDuoEmulator.start(config) }],
-  exports: [SampleDuoEmulator],
-})
-class DuoBackendModule {}
+/** What main.ts starts once per process and hands to every app instance. */
+export interface SampleAppSetup {
+  /** ConfigModule.forRoot(), from loadSampleConfig(). */
+  configModule: DynamicModule;
+  config: SampleConfig;
+  /** Which of the SAMPLE_INSTANCES this app is. */
+  instance: SampleInstance;
+  /** The process's one emulator (or none, with real Duo). */
+  emulator: SampleDuoEmulator;
+  /** Cluster mode (REDIS_URL): the process's one Redis client, for pending Duo logins. */
+  redis?: RedisClientType;
+}
+
+/**
+ * Loads a `.env` file, if any, into process.env (ConfigModule does), then reads
+ * the settings. Fails here, before anything starts, naming every bad variable.
+ */
+export async function loadSampleConfig(): Promise<{ configModule: DynamicModule; config: SampleConfig }> {
+  const configModule = await ConfigModule.forRoot({ isGlobal: true, cache: true, load: [sampleConfig] });
+  return { configModule, config: parseSampleConfig(process.env) };
+}
+
+@Module({})
+class SampleSharedModule {}
+
+/** The process-wide parts (emulator) and this instance's settings, as providers. */
+function sharedModule(setup: SampleAppSetup): DynamicModule {
+  return {
+    module: SampleSharedModule,
+    global: true,
+    providers: [
+      { provide: SampleDuoEmulator, useValue: setup.emulator },
+      { provide: SAMPLE_INSTANCE, useValue: setup.instance },
+    ],
+    exports: [SampleDuoEmulator, SAMPLE_INSTANCE],
+  };
+}
 
 function logEvent(logger: Logger, event: DuoEvent): void {
   const who = event.username ? ` user="${event.username}"` : '';
@@ -27,43 +60,45 @@ function logEvent(logger: Logger, event: DuoEvent): void {
 @Module({})
 export class AppModule {
   /**
-   * Async because the configuration must be read before the step-up controller
-   * is defined (its maxAge is decorator metadata): ConfigModule first loads a
-   * `.env` file, if any, into process.env.
+   * One app instance. The configuration is read first (loadSampleConfig) because
+   * the step-up controller's maxAge is decorator metadata, fixed when the class
+   * is defined.
    */
-  static async forRoot(): Promise<DynamicModule> {
-    const configModule = await ConfigModule.forRoot({ isGlobal: true, cache: true, load: [sampleConfig] });
-    // Fails here, before anything starts, naming every bad variable.
-    const { stepUpSeconds } = parseSampleConfig(process.env);
-    const audit = new Logger('DuoAudit');
+  static forRoot(setup: SampleAppSetup): DynamicModule {
+    const { config, instance, redis } = setup;
+    const several = config.instances.length > 1;
+    const audit = new Logger(several ? `DuoAudit#${instance.index}` : 'DuoAudit');
+    const shared = sharedModule(setup);
 
     return {
       module: AppModule,
       imports: [
-        configModule,
-        DuoBackendModule,
+        setup.configModule,
+        shared,
         DuoModule.forRootAsync({
           isGlobal: true,
-          imports: [DuoBackendModule],
+          imports: [shared],
           inject: [ConfigService, sampleConfig.KEY, SampleDuoEmulator],
-          useFactory: (config: ConfigService, sample: ConfigType<typeof sampleConfig>, emulator: SampleDuoEmulator): DuoModuleOptions => ({
+          useFactory: (env: ConfigService, sample: ConfigType<typeof sampleConfig>, emulator: SampleDuoEmulator): DuoModuleOptions => ({
             ...(emulator.running
               ? emulator.clientOptions(sample.duo.redirectUri)
               : {
-                  clientId: config.getOrThrow<string>('DUO_CLIENT_ID'),
-                  clientSecret: config.getOrThrow<string>('DUO_CLIENT_SECRET'),
-                  apiHost: config.getOrThrow<string>('DUO_API_HOST'),
-                  redirectUri: config.getOrThrow<string>('DUO_REDIRECT_URI'),
+                  clientId: env.getOrThrow<string>('DUO_CLIENT_ID'),
+                  clientSecret: env.getOrThrow<string>('DUO_CLIENT_SECRET'),
+                  apiHost: env.getOrThrow<string>('DUO_API_HOST'),
+                  redirectUri: env.getOrThrow<string>('DUO_REDIRECT_URI'),
                 }),
             failMode: sample.failMode,
             // Browsers that are not signed in are sent here, with ?returnTo=.
             loginPath: '/login',
             appName: 'nestjs-duo sample',
+            // Cluster mode: a login started on one instance can finish on any other, exactly once.
+            ...(redis ? { transactionStore: new RedisTransactionStore(redis) } : {}),
             onEvent: (event) => logEvent(audit, event),
           }),
         }),
       ],
-      controllers: [PagesController, AuthController, sensitiveController(stepUpSeconds)],
+      controllers: [PagesController, AuthController, sensitiveController(config.stepUpSeconds)],
       providers: [UsersService, SessionStatusService],
     };
   }

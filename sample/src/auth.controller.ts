@@ -1,8 +1,9 @@
 import { Body, Controller, Get, Inject, Logger, Post, Query, Req, Res } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import type { Response } from 'express';
+import { SAMPLE_INSTANCE } from './cluster.js';
 import { localPath, type SampleRequest } from './http.js';
-import { sampleConfig } from './sample.config.js';
+import { sampleConfig, type SampleInstance } from './sample.config.js';
 import { SessionStatusService } from './session-status.service.js';
 import { UsersService } from './users.service.js';
 import { loginPage } from './views/pages.js';
@@ -20,13 +21,17 @@ function sessionCall(req: SampleRequest, method: 'regenerate' | 'save' | 'destro
  */
 @Controller()
 export class AuthController {
-  readonly #logger = new Logger('Login');
+  readonly #logger: Logger;
 
   constructor(
     private readonly users: UsersService,
     private readonly status: SessionStatusService,
     @Inject(sampleConfig.KEY) private readonly config: ConfigType<typeof sampleConfig>,
-  ) {}
+    @Inject(SAMPLE_INSTANCE) instance: SampleInstance,
+  ) {
+    // With several instances, the log says which one took the login.
+    this.#logger = new Logger(config.instances.length > 1 ? `Login#${instance.index}` : 'Login');
+  }
 
   @Get('login')
   form(@Req() req: SampleRequest, @Query('returnTo') returnTo: unknown): string {

@@ -45,7 +45,9 @@ export function securityHeaders(_req: Request, res: Response, next: NextFunction
 /**
  * The session cookie belongs to one host name, and Duo returns to the redirect
  * URI's: someone who opened http://127.0.0.1:3000 would lose the session on the
- * way back from Duo. Loopback visitors are sent to the redirect URI's origin.
+ * way back from Duo. Loopback visitors are sent to `publicOrigin`: the redirect
+ * URI's origin, or with several instances this instance's own (the same host
+ * name on its port, since cookies ignore ports).
  */
 export function canonicalLoopbackHost(publicOrigin: string) {
   const canonical = new URL(publicOrigin);

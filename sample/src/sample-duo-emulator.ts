@@ -1,15 +1,26 @@
-import { Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { Logger } from '@nestjs/common';
 import { DuoEmulator, type DuoEmulatorClientOptions } from 'nestjs-duo/testing';
 import type { SampleConfig } from './sample.config.js';
+
+/** The one start of this process: every app instance (SAMPLE_INSTANCES) shares the emulator. */
+let started: Promise<SampleDuoEmulator> | undefined;
 
 /**
  * The local Duo emulator, when no DUO_* variable is set: started in `prompt`
  * mode, so the browser shows an Approve / Deny page where Duo's prompt would be.
+ * Started once per process, whatever the number of app instances, and closed
+ * by main.ts after all of them.
  */
-export class SampleDuoEmulator implements OnApplicationShutdown {
+export class SampleDuoEmulator {
   private constructor(readonly emulator: DuoEmulator | undefined) {}
 
-  static async start(config: SampleConfig): Promise<SampleDuoEmulator> {
+  /** Starts the emulator (or not, with real Duo) the first time; later calls get the same one. */
+  static start(config: SampleConfig): Promise<SampleDuoEmulator> {
+    started ??= SampleDuoEmulator.#start(config);
+    return started;
+  }
+
+  static async #start(config: SampleConfig): Promise<SampleDuoEmulator> {
     if (config.duo.kind !== 'emulator') return new SampleDuoEmulator(undefined);
     const logger = new Logger('DuoEmulator');
     const emulator = await DuoEmulator.start({ mode: 'prompt', logger: (line) => logger.log(line.replace(/^\[duo-emulator\] /, '')) });
@@ -31,7 +42,7 @@ export class SampleDuoEmulator implements OnApplicationShutdown {
     return this.emulator.clientOptions(redirectUri);
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  async close(): Promise<void> {
     await this.emulator?.close();
   }
 }

@@ -6,6 +6,11 @@ export const CALLBACK_PATH = '/duo/callback';
 
 const DUO_VARIABLES = ['DUO_CLIENT_ID', 'DUO_CLIENT_SECRET', 'DUO_API_HOST', 'DUO_REDIRECT_URI'] as const;
 
+/** The most app instances SAMPLE_INSTANCES may start in one process: a demo, not a load test. */
+export const MAX_INSTANCES = 5;
+
+const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['localhost', '127.0.0.1', '[::1]']);
+
 /** Real Duo: the four DUO_* variables. */
 export interface RealDuoSettings {
   kind: 'duo';
@@ -23,8 +28,22 @@ export interface EmulatorSettings {
   down: boolean;
 }
 
+/** One app instance of the process (SAMPLE_INSTANCES): instance 0 listens on PORT, instance i on PORT + i. */
+export interface SampleInstance {
+  index: number;
+  port: number;
+  /**
+   * Where people open this instance. Instance 0: the redirect URI's origin.
+   * The others, when that origin is this machine's PORT (no proxy in front):
+   * the same host name on their own port, so the session cookie (which
+   * ignores ports) is shared by all of them.
+   */
+  origin: string;
+}
+
 export interface SampleConfig {
   host: string;
+  /** Instance 0's port (PORT). */
   port: number;
   /** Where people open the app: the redirect URI's origin. */
   publicOrigin: string;
@@ -36,6 +55,10 @@ export interface SampleConfig {
   sessionSecret?: string;
   /** The session cookie gets the Secure flag when the redirect URI is https. */
   secureCookie: boolean;
+  /** REDIS_URL: cluster mode, sessions and pending Duo logins in Redis. */
+  redisUrl?: string;
+  /** SAMPLE_INSTANCES app instances (default 1), all in this process, sharing the emulator and Redis. */
+  instances: SampleInstance[];
 }
 
 /** Every configuration mistake at once, so one restart fixes them all. */
@@ -118,17 +141,64 @@ export function parseSampleConfig(env: Env): SampleConfig {
   const secretFromEnv = text(env, 'SESSION_SECRET');
   if (secretFromEnv !== undefined && secretFromEnv.length < 32) problems.push('SESSION_SECRET must be at least 32 characters long.');
 
+  const redisUrl = text(env, 'REDIS_URL');
+  if (redisUrl !== undefined && !isRedisUrl(redisUrl)) {
+    // Not echoed: the URL may carry a password.
+    problems.push('REDIS_URL must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379.');
+  }
+  const instanceCount = wholeNumber(env, 'SAMPLE_INSTANCES', 1, 1, MAX_INSTANCES, problems);
+  if (instanceCount > 1 && redisUrl === undefined) {
+    problems.push(
+      `SAMPLE_INSTANCES=${instanceCount} needs REDIS_URL (cluster mode): the instances stand for separate processes behind a load balancer, ` +
+        'which share sessions and pending Duo logins only through Redis. Set REDIS_URL=redis://127.0.0.1:6379, or SAMPLE_INSTANCES=1.',
+    );
+  }
+  if (port + instanceCount - 1 > 65_535) problems.push(`PORT=${port} leaves no room for ${instanceCount} instances (ports ${port} to ${port + instanceCount - 1}).`);
+
   if (problems.length > 0) throw new SampleConfigError(problems);
+  const publicOrigin = new URL(duo.redirectUri).origin;
   return {
     host,
     port,
-    publicOrigin: new URL(duo.redirectUri).origin,
+    publicOrigin,
     duo,
     failMode,
     stepUpSeconds,
     ...(secretFromEnv === undefined ? {} : { sessionSecret: secretFromEnv }),
     secureCookie: duo.redirectUri.startsWith('https:'),
+    ...(redisUrl === undefined ? {} : { redisUrl }),
+    instances: Array.from({ length: instanceCount }, (_, index) => ({ index, port: port + index, origin: instanceOrigin(publicOrigin, port, index) })),
   };
+}
+
+function isRedisUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Instance 0 is opened at the redirect URI's origin. When that origin is this
+ * machine on PORT (nothing in front), instance i is the same host name on
+ * PORT + i; otherwise (a proxy or tunnel in front) every instance belongs to
+ * that origin, as backends of a load balancer do.
+ */
+function instanceOrigin(publicOrigin: string, port: number, index: number): string {
+  const url = new URL(publicOrigin);
+  const urlPort = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
+  if (index === 0 || !LOOPBACK_HOSTS.has(url.hostname) || urlPort !== port) return publicOrigin;
+  url.port = String(port + index);
+  return url.origin;
+}
+
+/** A Redis URL to print: the host and port, never the credentials. */
+export function redisAddress(redisUrl: string): string {
+  const url = new URL(redisUrl);
+  const credentials = url.username !== '' || url.password !== '' ? '***@' : '';
+  return `${url.protocol}//${credentials}${url.host}${url.pathname === '/' ? '' : url.pathname}`;
 }
 
 /** The settings as a @nestjs/config namespace: inject with `@Inject(sampleConfig.KEY)`. */

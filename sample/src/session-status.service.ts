@@ -1,8 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { DuoService } from 'nestjs-duo';
+import { SAMPLE_INSTANCE } from './cluster.js';
 import type { SampleRequest } from './http.js';
-import { sampleConfig } from './sample.config.js';
+import { redisAddress, sampleConfig, type SampleInstance } from './sample.config.js';
 import { SampleDuoEmulator } from './sample-duo-emulator.js';
 import type { PageStatus } from './views/layout.js';
 
@@ -13,6 +14,7 @@ export class SessionStatusService {
     private readonly duo: DuoService,
     private readonly emulator: SampleDuoEmulator,
     @Inject(sampleConfig.KEY) private readonly config: ConfigType<typeof sampleConfig>,
+    @Inject(SAMPLE_INSTANCE) private readonly instance: SampleInstance,
   ) {}
 
   of(req: SampleRequest): PageStatus {
@@ -29,6 +31,9 @@ export class SessionStatusService {
         failMode: this.config.failMode,
       },
       stepUpSeconds: this.config.stepUpSeconds,
+      ...(this.config.redisUrl === undefined
+        ? {}
+        : { cluster: { instance: this.instance.index, port: this.instance.port, instances: this.config.instances.length, redis: redisAddress(this.config.redisUrl) } }),
       now,
     };
   }

@@ -11,6 +11,8 @@ export interface PageStatus {
   bypass?: BypassMarker;
   backend: { kind: 'emulator' | 'duo'; where: string; failMode: string };
   stepUpSeconds: number;
+  /** Cluster mode (REDIS_URL): which instance served this page, so a login can be seen moving between them. */
+  cluster?: { instance: number; port: number; instances: number; redis: string };
   now: number;
 }
 
@@ -50,6 +52,12 @@ function navLink(href: string, label: string, target: NavTarget, current: NavTar
   return html`<a href="${href}"${target === current ? html` aria-current="page"` : ''}>${label}</a>`;
 }
 
+function clusterNote(status: PageStatus): SafeHtml | '' {
+  const cluster = status.cluster;
+  if (!cluster) return '';
+  return html`<br><span data-testid="served-by">served by instance ${cluster.instance} (port ${cluster.port})</span> of ${cluster.instances} · cluster mode: sessions and pending logins in Redis at <code>${cluster.redis}</code>`;
+}
+
 export function layout(title: string, status: PageStatus, current: NavTarget, body: SafeHtml): string {
   const banner =
     status.backend.kind === 'emulator'
@@ -79,7 +87,7 @@ ${banner}
 <main>
 ${body}
 </main>
-<footer>Duo: ${status.backend.where} · fail mode <code>${status.backend.failMode}</code> · step-up age ${status.stepUpSeconds} s</footer>
+<footer>Duo: ${status.backend.where} · fail mode <code>${status.backend.failMode}</code> · step-up age ${status.stepUpSeconds} s${clusterNote(status)}</footer>
 </body>
 </html>`}
 `;
