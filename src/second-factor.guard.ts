@@ -26,10 +26,13 @@ export class SecondFactorGuard implements CanActivate {
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
-    if (context.getType() !== 'http') return true;
     const targets = [context.getHandler(), context.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(SKIP_SECOND_FACTOR, targets)) return true;
-    const options = this.reflector.getAllAndOverride<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, targets) ?? {};
+    const required = this.reflector.getAllAndOverride<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, targets);
+    // Duo needs a browser session: a globally bound guard leaves RPC and websocket handlers alone,
+    // but one that was explicitly decorated can never be satisfied there, so it is refused.
+    if (context.getType() !== 'http') return required === undefined;
+    const options = required ?? {};
     const request = context.switchToHttp().getRequest<DuoRequest>();
     try {
       return await this.check(request, options.maxAge);
