@@ -21,8 +21,13 @@ import { SessionTransactionStore, type BypassMarker, type DuoTransactionStore, t
 /** Where a failed callback's page points its "start again" link, once the pending login is known. */
 export const DUO_RETRY_PATH = 'duoRetryPath';
 
-/** Health-check failures that fail mode `open` may let through: Duo unreachable or unhealthy, nothing else. */
-const FAIL_OPEN_CODES: ReadonlySet<DuoErrorCode> = new Set(['duo_unavailable', 'duo_timeout', 'duo_overloaded']);
+/**
+ * Health-check failures that fail mode `open` may let through: Duo unreachable or
+ * unhealthy, nothing else. Not `duo_overloaded`: a full cap of our own says
+ * nothing about Duo, and letting users through for it would be a bypass anyone
+ * could trigger by starting logins.
+ */
+const FAIL_OPEN_CODES: ReadonlySet<DuoErrorCode> = new Set(['duo_unavailable', 'duo_timeout']);
 const FAILED_HEALTH_RETRY_MS = 5_000;
 
 /** What the guard does next for a session without a (fresh enough) second factor. */
@@ -171,7 +176,8 @@ export class DuoService implements OnModuleDestroy {
       })
       .catch((error: unknown) => {
         const duoError = isDuoError(error) ? error : new DuoError('duo_unavailable', 'The Duo health check failed unexpectedly.');
-        this.#health = { until: Date.now() + FAILED_HEALTH_RETRY_MS, error: duoError };
+        // Our own cap being full says nothing about Duo: not remembered.
+        if (duoError.code !== 'duo_overloaded') this.#health = { until: Date.now() + FAILED_HEALTH_RETRY_MS, error: duoError };
         throw duoError;
       })
       .finally(() => {
@@ -272,6 +278,8 @@ export class DuoService implements OnModuleDestroy {
         transaction.nonce,
         transaction.maxAge === undefined ? {} : { maxAge: transaction.maxAge },
       );
+      // Duo answered a token call: a remembered health failure is out of date.
+      if (this.#health?.error) this.#health = undefined;
       const verified: VerifiedMarker = {
         username: transaction.username,
         at: Date.now(),

@@ -65,6 +65,7 @@ export class DuoClient {
       url,
       { client_id: this.config.clientId, client_assertion: await this.#clientAssertion(url) },
       'health check',
+      'health',
     );
     const answer = asObject(body);
     const response = asObject(answer?.response);

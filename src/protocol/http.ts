@@ -3,6 +3,8 @@ import { Agent, ProxyAgent, request, type Dispatcher } from 'undici';
 import { DuoError } from './errors.js';
 
 export const MAX_RESPONSE_BYTES = 64 * 1024;
+/** Health checks in flight at most, outside the main cap. */
+const HEALTH_LANE = 4;
 
 export interface DuoHttpOptions {
   timeoutMs: number;
@@ -29,6 +31,7 @@ export class DuoHttp {
   readonly #dispatcher: Dispatcher;
   readonly #options: DuoHttpOptions;
   #inFlight = 0;
+  #healthInFlight = 0;
 
   constructor(options: DuoHttpOptions) {
     this.#options = options;
@@ -36,7 +39,8 @@ export class DuoHttp {
     const ca = options.ca === undefined ? undefined : [...rootCertificates, ...(Array.isArray(options.ca) ? options.ca : [options.ca])];
     const common = {
       keepAliveTimeout: 30_000,
-      connections: options.maxConcurrentRequests,
+      // The health lane's few calls get connections of their own beyond the cap.
+      connections: options.maxConcurrentRequests + HEALTH_LANE,
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
     };
@@ -49,15 +53,22 @@ export class DuoHttp {
     return this.#inFlight;
   }
 
-  /** POSTs a form to Duo and returns the parsed JSON answer, whatever its status. */
-  async postForm(url: string, form: Record<string, string>, what: string): Promise<DuoHttpResponse> {
-    if (this.#inFlight >= this.#options.maxConcurrentRequests) {
+  /**
+   * POSTs a form to Duo and returns the parsed JSON answer, whatever its status.
+   * Health checks go through a lane of their own (a few at once), so a cap full
+   * of slow token calls never looks like "Duo is down" to the health check.
+   */
+  async postForm(url: string, form: Record<string, string>, what: string, lane: 'default' | 'health' = 'default'): Promise<DuoHttpResponse> {
+    const health = lane === 'health';
+    const limit = health ? HEALTH_LANE : this.#options.maxConcurrentRequests;
+    if ((health ? this.#healthInFlight : this.#inFlight) >= limit) {
       throw new DuoError(
         'duo_overloaded',
-        `Too many calls to Duo are already waiting (${this.#options.maxConcurrentRequests}); the ${what} was refused at once. Try again shortly; raise maxConcurrentRequests if Duo is healthy.`,
+        `Too many calls to Duo are already waiting (${limit}); the ${what} was refused at once. Try again shortly; raise maxConcurrentRequests if Duo is healthy.`,
       );
     }
-    this.#inFlight++;
+    if (health) this.#healthInFlight++;
+    else this.#inFlight++;
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.#options.timeoutMs);
     try {
@@ -110,7 +121,8 @@ export class DuoHttp {
       throw new DuoError('duo_unavailable', `Duo could not be reached for the ${what} (${describeNetworkError(error)}). Check the network path to Duo (firewall, proxy, DNS).`);
     } finally {
       clearTimeout(timer);
-      this.#inFlight--;
+      if (health) this.#healthInFlight--;
+      else this.#inFlight--;
     }
   }
 

@@ -212,6 +212,36 @@ describe('fail mode', () => {
     await t.close();
   });
 
+  it('open: a full cap of our own calls to Duo never lets anyone through', async () => {
+    // No health cache: every start asks Duo, while the cap is full.
+    const t = await createTestApp(emulator, { duo: { failMode: 'open', maxConcurrentRequests: 1, healthCheckCacheSeconds: 0 } });
+    try {
+      const a = t.agent();
+      await a.post('/login').send({ username: 'alice' }).expect(201);
+      const start = await a.get('/account').set('Accept', 'text/html').expect(303);
+      const back = await emulator.authorize(start.headers.location!);
+      emulator.setFailure('slow', { endpoints: ['token'], slowMs: 800 });
+      const held = a.get(pathOf(back)).set('Accept', 'application/json').then((res) => res.status); // fills the cap
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      const b = t.agent();
+      await b.post('/login').send({ username: 'bob' }).expect(201);
+      const res = await b.get('/account').set('Accept', 'text/html');
+      expect(res.status).toBe(303); // sent to Duo, not let through
+      expect(t.events.some((e) => e.type === 'second_factor_bypassed')).toBe(false);
+      const c = t.agent();
+      await c.post('/login').send({ username: 'carol' }).expect(201);
+      const startC = await c.get('/account').set('Accept', 'text/html').expect(303);
+      const backC = await emulator.authorize(startC.headers.location!);
+      const overloaded = await c.get(pathOf(backC)).set('Accept', 'application/json').expect(503);
+      expect(overloaded.body.error).toBe('duo_overloaded');
+      await c.get('/account').set('Accept', 'application/json').expect(401);
+      expect(await held).toBe(303);
+    } finally {
+      emulator.setFailure('none');
+      await t.close();
+    }
+  });
+
   it('open: a bad callback never fails open', async () => {
     const t = await createTestApp(emulator, { duo: { failMode: 'open' } });
     const agent = t.agent();

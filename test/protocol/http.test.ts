@@ -263,23 +263,40 @@ describe('DuoHttp: connection reuse and the cap on calls in flight', () => {
   });
 
   it('maxConcurrentRequests 1: a second concurrent call fails at once with duo_overloaded (503)', async () => {
+    const server = await serve(async (req, res) => {
+      if (req.url?.endsWith('/token')) {
+        await sleep(400);
+        sendJson(res, 400, { error: 'invalid_grant', error_description: 'used' });
+        return;
+      }
+      healthy(req, res, undefined as never);
+    });
+    const client = duo(server.url, { maxConcurrentRequests: 1 });
+    const first = client.exchangeAuthorizationCode('first-code', 'alice');
+    await vi.waitFor(() => expect(client.inFlight).toBe(1), { timeout: 1000, interval: 5 });
+    const started = Date.now();
+    const error = await expectDuoError(client.exchangeAuthorizationCode('second-code', 'alice'), 'duo_overloaded');
+    expect(Date.now() - started).toBeLessThan(100);
+    expect(error.status).toBe(503);
+    // A full cap is not "Duo is down": health checks have a lane of their own.
+    await expect(client.healthCheck()).resolves.toMatchObject({ timestamp: expect.any(Number) });
+    await expectDuoError(first, 'code_invalid');
+    expect(client.inFlight).toBe(0);
+    // Once the first call is done, the next one goes through.
+    await expectDuoError(client.exchangeAuthorizationCode('third-code', 'alice'), 'code_invalid');
+    expect(server.requests.filter((r) => r.path.endsWith('/token'))).toHaveLength(2);
+  });
+
+  it('health checks are capped in their own lane (4 at once)', async () => {
     const server = await serve(async (req, res, recorded) => {
-      await sleep(400);
+      await sleep(300);
       healthy(req, res, recorded);
     });
     const client = duo(server.url, { maxConcurrentRequests: 1 });
-    const first = client.healthCheck();
-    await vi.waitFor(() => expect(client.inFlight).toBe(1), { timeout: 1000, interval: 5 });
-    const started = Date.now();
-    const error = await expectDuoError(client.healthCheck(), 'duo_overloaded');
-    expect(Date.now() - started).toBeLessThan(100);
-    expect(error.status).toBe(503);
-    expect((await first).clockSkewWarning).toBeUndefined();
-    expect(server.requests).toHaveLength(1);
-    expect(client.inFlight).toBe(0);
-    // Once the first call is done, the next one goes through.
-    await client.healthCheck();
-    expect(server.requests).toHaveLength(2);
+    const four = Array.from({ length: 4 }, () => client.healthCheck());
+    await vi.waitFor(() => expect(server.requests.length).toBeGreaterThanOrEqual(1), { timeout: 1000, interval: 5 });
+    await expectDuoError(client.healthCheck(), 'duo_overloaded');
+    await Promise.all(four);
   });
 
   it('DuoHttp counts a call in flight from the moment it starts, and frees it after any failure', async () => {
