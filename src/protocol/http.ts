@@ -4,7 +4,7 @@ import { DuoError } from './errors.js';
 
 export const MAX_RESPONSE_BYTES = 64 * 1024;
 /** Health checks in flight at most, outside the main cap. */
-const HEALTH_LANE = 4;
+export const HEALTH_LANE = 4;
 
 export interface DuoHttpOptions {
   timeoutMs: number;

@@ -1,0 +1,298 @@
+/**
+ * Child process: a Nest app as a user would write it (express-session, a
+ * primary login, DuoModule, `@RequireSecondFactor()` and `@DuoCallback()`),
+ * driven over IPC (see rpc.ts) for its measurements. Configured by the
+ * BENCH_APP environment variable (JSON AppProcessConfig).
+ */
+import 'reflect-metadata';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Body, Controller, Get, Module, Post, Req, type LoggerService } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import session from 'express-session';
+import { DuoCallback, DuoModule, DuoService, RequireSecondFactor, type DuoEvent, type DuoModuleOptions } from '../src/index.js';
+import { serveRpc } from './rpc.js';
+
+export const REDIRECT_URI = 'http://localhost/duo/callback';
+
+export interface AppProcessConfig {
+  duo: Partial<DuoModuleOptions> & Pick<DuoModuleOptions, 'clientId' | 'clientSecret' | 'apiBaseUrl'>;
+  /** Count passed logins per username (grows with every user: not for the memory benchmark). */
+  trackUsers?: boolean;
+  /** Let the parent move this process's Date.now() forward (memory benchmark). */
+  fakeClock?: boolean;
+  /** Time every request inside the app, from its arrival to the end of the answer (load run). */
+  timeRequests?: boolean;
+}
+
+/** Per path: requests answered, and the longest time one spent in the app. */
+export type RequestTimes = Record<string, { count: number; maxMs: number }>;
+
+export interface AppInfo {
+  baseUrl: string;
+}
+
+export interface AppStats {
+  memory: NodeJS.MemoryUsage;
+  cpu: NodeJS.CpuUsage;
+  /** Calls to Duo in flight now (DuoClient.inFlight). */
+  inFlight: number;
+  /** Highest inFlight seen by the 5 ms sampler since the last resetPeaks. */
+  peakInFlight: number;
+  /** Open file descriptors of this process (sockets included). */
+  fds: number;
+  /** Active libuv handles by type (TCPSocketWrap, TLSWrap, Timeout, ...). */
+  resources: Record<string, number>;
+  sessions: number;
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
+  logs: Record<string, number>;
+}
+
+export interface AppEvents {
+  promptStarted: number;
+  passed: number;
+  failed: Record<string, number>;
+  /** With trackUsers: usernames that passed more than once. */
+  passedTwice: number;
+  distinctPassed: number;
+}
+
+const config = JSON.parse(process.env.BENCH_APP ?? '{}') as AppProcessConfig;
+
+const realNow = Date.now;
+let clockOffsetMs = 0;
+if (config.fakeClock) Date.now = () => realNow() + clockOffsetMs;
+
+const events: AppEvents = { promptStarted: 0, passed: 0, failed: {}, passedTwice: 0, distinctPassed: 0 };
+const passedUsers = new Map<string, number>();
+function onEvent(event: DuoEvent): void {
+  if (event.type === 'prompt_started') events.promptStarted++;
+  else if (event.type === 'second_factor_passed') {
+    events.passed++;
+    if (config.trackUsers) {
+      const seen = (passedUsers.get(event.username) ?? 0) + 1;
+      passedUsers.set(event.username, seen);
+      if (seen === 1) events.distinctPassed++;
+      if (seen === 2) events.passedTwice++;
+    }
+  } else if (event.type === 'second_factor_failed') events.failed[event.code] = (events.failed[event.code] ?? 0) + 1;
+}
+
+/** Counts log lines by level; prints the first few errors. */
+class CountingLogger implements LoggerService {
+  readonly counts: Record<string, number> = {};
+  #printed = 0;
+  #count(level: string, message: unknown): void {
+    this.counts[level] = (this.counts[level] ?? 0) + 1;
+    if ((level === 'error' || level === 'fatal') && this.#printed++ < 5) process.stderr.write(`[app] ${level}: ${String(message)}\n`);
+  }
+  log(message: unknown): void { this.#count('log', message); }
+  error(message: unknown): void { this.#count('error', message); }
+  warn(message: unknown): void { this.#count('warn', message); }
+  debug(message: unknown): void { this.#count('debug', message); }
+  verbose(message: unknown): void { this.#count('verbose', message); }
+  fatal(message: unknown): void { this.#count('fatal', message); }
+}
+
+type Req = Record<string, any>;
+
+@Controller()
+class BenchController {
+  /** The app's primary login (a stand-in for a password check). */
+  @Post('login')
+  login(@Req() req: Req, @Body() body: { username?: string }): { ok: true } {
+    req.session.user = { username: body.username };
+    return { ok: true };
+  }
+
+  @Post('logout')
+  async logout(@Req() req: Req): Promise<{ ok: true }> {
+    await new Promise<void>((resolve, reject) => req.session.destroy((err: unknown) => (err ? reject(err) : resolve())));
+    return { ok: true };
+  }
+
+  @Get('account')
+  @RequireSecondFactor()
+  account(@Req() req: Req): string {
+    return `account of ${req.user.username}`;
+  }
+
+  /** The same handler without the decorator: the baseline of the guard-overhead benchmark. */
+  @Get('open')
+  open(@Req() req: Req): string {
+    return `account of ${req.user.username}`;
+  }
+
+  @Get('duo/callback')
+  @DuoCallback()
+  callback(): undefined {
+    return undefined;
+  }
+}
+
+@Module({
+  imports: [DuoModule.forRoot({ redirectUri: REDIRECT_URI, ...config.duo, onEvent, isGlobal: true } as DuoModuleOptions)],
+  controllers: [BenchController],
+})
+class BenchAppModule {}
+
+const logger = new CountingLogger();
+const store = new session.MemoryStore();
+const app = await NestFactory.create(BenchAppModule, { logger, abortOnError: false });
+let requestTimes: RequestTimes = {};
+if (config.timeRequests) {
+  // First of all middleware: from the request's arrival in the app to the end of its answer.
+  app.use((req: Req, res: { once(event: string, listener: () => void): void }, next: () => void) => {
+    const started = performance.now();
+    const path = String(req.originalUrl ?? req.url ?? '').split('?', 1)[0]!;
+    res.once('close', () => {
+      const entry = (requestTimes[path] ??= { count: 0, maxMs: 0 });
+      entry.count++;
+      entry.maxMs = Math.max(entry.maxMs, performance.now() - started);
+    });
+    next();
+  });
+}
+app.use(
+  session({
+    secret: 'bench-session-secret-that-is-long-enough',
+    resave: false,
+    saveUninitialized: false,
+    store,
+    cookie: { sameSite: 'lax', httpOnly: true },
+  }),
+);
+app.use((req: Req, _res: unknown, next: () => void) => {
+  if (req.session?.user) req.user = req.session.user;
+  next();
+});
+await app.listen(0, '127.0.0.1');
+// As behind a load balancer: keep the load generator's connections open between its requests.
+const server = app.getHttpServer() as { keepAliveTimeout: number; headersTimeout: number };
+server.keepAliveTimeout = 65_000;
+server.headersTimeout = 66_000;
+const duo = app.get(DuoService);
+const baseUrl = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+let peakInFlight = 0;
+const sampler = setInterval(() => {
+  peakInFlight = Math.max(peakInFlight, duo.client.inFlight);
+}, 5);
+sampler.unref();
+
+/** MemoryStore's own map: session id -> the JSON string it stores. */
+const storeSessions = (): Record<string, string | undefined> => (store as unknown as { sessions: Record<string, string | undefined> }).sessions;
+
+function stats(): AppStats {
+  const resources: Record<string, number> = {};
+  for (const name of process.getActiveResourcesInfo()) resources[name] = (resources[name] ?? 0) + 1;
+  let fds = -1;
+  try {
+    fds = readdirSync('/proc/self/fd').length;
+  } catch {
+    // Not Linux: leave -1.
+  }
+  return {
+    memory: process.memoryUsage(),
+    cpu: process.cpuUsage(),
+    inFlight: duo.client.inFlight,
+    peakInFlight,
+    fds,
+    resources,
+    sessions: Object.keys(storeSessions()).length,
+    loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+    loopDelayMaxMs: loopDelay.max / 1e6,
+    logs: { ...logger.counts },
+  };
+}
+
+/**
+ * This process's TCP connections to `port` (Duo's), from /proc (Linux): the
+ * sockets among our file descriptors whose remote end is that port. -1 elsewhere.
+ */
+function socketsTo(port: number): number {
+  try {
+    const inodes = new Set<string>();
+    for (const fd of readdirSync('/proc/self/fd')) {
+      try {
+        const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+        if (match) inodes.add(match[1]!);
+      } catch {
+        // The descriptor closed meanwhile.
+      }
+    }
+    const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+    let count = 0;
+    for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      let text = '';
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const line of text.split('\n').slice(1)) {
+        const fields = line.trim().split(/\s+/);
+        if (fields.length < 10) continue;
+        if (fields[2]!.endsWith(`:${hexPort}`) && inodes.has(fields[9]!)) count++;
+      }
+    }
+    return count;
+  } catch {
+    return -1;
+  }
+}
+
+/** Full garbage collections until the heap stops shrinking. */
+async function collect(): Promise<NodeJS.MemoryUsage> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('start the app process with --expose-gc');
+  let last = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 10; i++) {
+    gc();
+    await new Promise((resolve) => setImmediate(resolve));
+    const used = process.memoryUsage().heapUsed;
+    if (used >= last - 1024) break;
+    last = used;
+  }
+  return process.memoryUsage();
+}
+
+/** The serialized size of one session, as the store keeps it (MemoryStore keeps JSON strings, as Redis stores do). */
+function sessionBytes(sid: string): number {
+  const stored = storeSessions()[sid];
+  return stored === undefined ? -1 : Buffer.byteLength(stored);
+}
+
+serveRpc(
+  { baseUrl } satisfies AppInfo,
+  {
+    stats,
+    gc: collect,
+    events: () => events,
+    resetPeaks: () => {
+      peakInFlight = duo.client.inFlight;
+      loopDelay.reset();
+    },
+    sessionBytes,
+    socketsTo,
+    /** The request times since the last call, then starts afresh. */
+    takeRequestTimes: () => {
+      const taken = requestTimes;
+      requestTimes = {};
+      return taken;
+    },
+    sessionJson: (sid: string) => storeSessions()[sid] ?? null,
+    advanceClock: (ms: number) => {
+      if (!config.fakeClock) throw new Error('fakeClock is off');
+      clockOffsetMs += ms;
+      return clockOffsetMs;
+    },
+  },
+  async () => {
+    clearInterval(sampler);
+    await app.close();
+  },
+);
