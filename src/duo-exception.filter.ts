@@ -44,7 +44,9 @@ h1{font-size:1.4rem}code{background:#f2f2f4;padding:.1rem .3rem;border-radius:4p
 export class DuoExceptionFilter implements ExceptionFilter<DuoHttpException> {
   constructor(private readonly adapterHost: HttpAdapterHost) {}
 
-  catch(exception: DuoHttpException, host: ArgumentsHost): void {
+  catch(exception: DuoHttpException, host: ArgumentsHost): DuoHttpException | void {
+    // GraphQL and other transports render errors themselves: hand the exception back.
+    if (host.getType() !== 'http') return exception;
     const adapter = this.adapterHost.httpAdapter;
     const http = host.switchToHttp();
     const request = http.getRequest<DuoRequest>();

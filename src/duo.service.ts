@@ -223,7 +223,7 @@ export class DuoService implements OnModuleDestroy {
       expiresAt: now + this.settings.transactionTtlMs,
       ...(maxAge === undefined ? {} : { maxAge }),
     };
-    await this.#storeCall(() => this.store.create(transaction, this.#storeContext(session)));
+    await this.#storeCall(() => this.store.create(transaction, this.#storeContext(session, true)));
     this.emit({ type: 'prompt_started', at: now, username, ...(maxAge === undefined ? {} : { maxAge }) });
     return { kind: 'redirect', url: authorization.url, transaction };
   }
@@ -248,7 +248,7 @@ export class DuoService implements OnModuleDestroy {
       if (!transaction) {
         throw new DuoError('state_unknown', 'This sign-in response is unknown, already used, or belongs to another session. Start the login again.');
       }
-      if (transaction.binding !== session.data.binding) {
+      if (transaction.binding !== session.existing.binding) {
         throw new DuoError('state_unknown', 'This sign-in response belongs to another session. Start the login again.');
       }
       username = transaction.username;
@@ -349,8 +349,9 @@ export class DuoService implements OnModuleDestroy {
     return target.split('?')[0] === this.callbackPath ? '/' : target;
   }
 
-  #storeContext(session: SecondFactorSession) {
-    return { session: session.data, maxPendingPerSession: this.settings.maxPendingPerSession };
+  /** For a take, the session is only read; for a create, the module's data is made. */
+  #storeContext(session: SecondFactorSession, write = false) {
+    return { session: write ? session.data : session.existing, maxPendingPerSession: this.settings.maxPendingPerSession };
   }
 
   async #storeCall<T>(call: () => Promise<T>): Promise<T> {
@@ -370,9 +371,11 @@ export class DuoService implements OnModuleDestroy {
  */
 function hideSecret(options: DuoModuleOptions): void {
   const descriptor = Object.getOwnPropertyDescriptor(options, 'clientSecret');
-  if (!descriptor || !descriptor.enumerable || !descriptor.configurable) return;
+  if (!descriptor || !descriptor.enumerable || !descriptor.configurable || !('value' in descriptor)) return;
+  const secret: unknown = descriptor.value;
   try {
-    Object.defineProperty(options, 'clientSecret', { ...descriptor, enumerable: false });
+    // A getter, so that even util.inspect's showHidden prints [Getter], not the value.
+    Object.defineProperty(options, 'clientSecret', { get: () => secret, enumerable: false, configurable: true });
   } catch {
     // A frozen options object keeps its shape; nothing we hold shows it.
   }

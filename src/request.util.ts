@@ -29,7 +29,10 @@ export function safeReturnTo(value: unknown, fallback = '/'): string {
     return fallback;
   }
   if (url.origin !== PLACEHOLDER_ORIGIN) return fallback;
-  return `${url.pathname}${url.search}${url.hash}`;
+  const target = `${url.pathname}${url.search}${url.hash}`;
+  // Normalising dot segments can produce what the input checks refused ("/..//evil" -> "//evil"): check again.
+  if (target.startsWith('//') || target.startsWith('/\\')) return fallback;
+  return target;
 }
 
 /** The path and query the browser asked for (Express: originalUrl; Fastify: url). */

@@ -26,16 +26,27 @@ export class SecondFactorGuard implements CanActivate {
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
-    const targets = [context.getHandler(), context.getClass()];
-    if (this.reflector.getAllAndOverride<boolean>(SKIP_SECOND_FACTOR, targets)) return true;
-    const required = this.reflector.getAllAndOverride<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, targets);
-    // Duo needs a browser session: a globally bound guard leaves RPC and websocket handlers alone,
-    // but one that was explicitly decorated can never be satisfied there, so it is refused.
-    if (context.getType() !== 'http') return required === undefined;
-    const options = required ?? {};
-    const request = context.switchToHttp().getRequest<DuoRequest>();
+    const requirement = this.requirement(context);
+    if (requirement === 'skip') return true;
+    const type = context.getType<string>();
+    let request: DuoRequest | undefined;
+    let json = false;
+    if (type === 'http') {
+      request = context.switchToHttp().getRequest<DuoRequest>();
+      json = wantsJson(request);
+    } else if (type === 'graphql') {
+      // GraphQL travels over HTTP with the same session: check it like an API client.
+      request = (context.getArgByIndex(2) as { req?: DuoRequest } | undefined)?.req;
+      json = true;
+      if (!request || typeof request !== 'object' || !request.headers) return false;
+    } else {
+      // Duo needs a browser session: a globally bound guard leaves RPC and websocket
+      // handlers alone, but one explicitly decorated could never pass Duo there, so it is refused.
+      return (type === 'rpc' || type === 'ws') && requirement === 'global';
+    }
+    const maxAge = requirement === 'global' ? undefined : requirement.maxAge;
     try {
-      return await this.check(request, options.maxAge);
+      return await this.check(request, maxAge, json);
     } catch (error) {
       if (error instanceof DuoHttpException) throw error;
       throw new DuoHttpException(isDuoError(error) ? error : new DuoError('duo_unavailable', 'The second factor could not be checked.'), {
@@ -44,7 +55,22 @@ export class SecondFactorGuard implements CanActivate {
     }
   }
 
-  protected async check(request: DuoRequest, maxAge: number | undefined): Promise<boolean> {
+  /**
+   * What this handler demands. The handler's own decorator wins over its
+   * controller's, and a requirement wins over a skip at the same level (fail
+   * closed): a `@RequireSecondFactor()` handler inside a `@SkipSecondFactor()`
+   * controller is protected.
+   */
+  protected requirement(context: ExecutionContext): RequireSecondFactorOptions | 'skip' | 'global' {
+    for (const target of [context.getHandler(), context.getClass()]) {
+      const required = this.reflector.get<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, target);
+      if (required !== undefined) return required;
+      if (this.reflector.get<boolean | undefined>(SKIP_SECOND_FACTOR, target)) return 'skip';
+    }
+    return 'global';
+  }
+
+  protected async check(request: DuoRequest, maxAge: number | undefined, json = wantsJson(request)): Promise<boolean> {
     const session = SecondFactorSession.of(request);
     this.duo.checkSessionCookie(request);
     const username = this.duo.usernameOf(request);
@@ -52,7 +78,6 @@ export class SecondFactorGuard implements CanActivate {
     if (session.verifiedFor(username, maxAge)) return true;
     if (maxAge === undefined && session.bypassFor(username)) return true;
 
-    const json = wantsJson(request);
     const returnTo = json ? safeReturnTo(request.headers[RETURN_TO_HEADER]) : safeReturnTo(requestPath(request));
     const start = await this.duo.startSecondFactor(request, username, returnTo, maxAge);
     if (start.kind === 'bypass') return true;

@@ -34,6 +34,13 @@ export class SecondFactorSession {
     return new SecondFactorSession(request, session as SessionLike);
   }
 
+  /** The module's data without creating it: reading never makes an anonymous session worth saving. */
+  get existing(): DuoSessionData {
+    const data = this.session[DUO_SESSION_KEY] as DuoSessionData | undefined;
+    return data !== null && typeof data === 'object' ? data : {};
+  }
+
+  /** The module's data, created on first write. */
   get data(): DuoSessionData {
     let data = this.session[DUO_SESSION_KEY] as DuoSessionData | undefined;
     if (data === null || typeof data !== 'object') {
@@ -54,7 +61,7 @@ export class SecondFactorSession {
   verifiedFor(username: string, maxAgeSeconds?: number, now = Date.now()): VerifiedMarker | undefined {
     const marker = (this.session[DUO_SESSION_KEY] as DuoSessionData | undefined)?.verified;
     if (!marker || marker.username !== username || typeof marker.at !== 'number') return undefined;
-    if (maxAgeSeconds !== undefined && now - marker.at > maxAgeSeconds * 1000) return undefined;
+    if (maxAgeSeconds !== undefined && now - authenticatedAt(marker) > maxAgeSeconds * 1000) return undefined;
     return marker;
   }
 
@@ -105,4 +112,14 @@ export class SecondFactorSession {
     const fresh = this.request.session as Record<string, unknown>;
     Object.assign(fresh, kept);
   }
+}
+
+/**
+ * When the user last authenticated interactively at Duo: the callback's time,
+ * or Duo's own auth_time when that is older (a login without max_age may carry
+ * an old authentication, which must not count as fresh for a step-up route).
+ * auth_time gets the token checks' 60 s leeway for clock differences.
+ */
+function authenticatedAt(marker: VerifiedMarker): number {
+  return typeof marker.authTime === 'number' ? Math.min(marker.at, (marker.authTime + 60) * 1000) : marker.at;
 }

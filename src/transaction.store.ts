@@ -77,14 +77,17 @@ export class SessionTransactionStore implements DuoTransactionStore {
   }
 
   async take(state: string, { session }: DuoStoreContext): Promise<PendingTransaction | undefined> {
-    const transaction = session.pending?.[state];
-    if (!transaction) return undefined;
+    // Own properties only: a state such as "propertyIsEnumerable" must not find Object.prototype.
+    const pending = session.pending;
+    if (!pending || !Object.hasOwn(pending, state)) return undefined;
+    const transaction = pending[state];
+    if (!isTransaction(transaction, state)) return undefined;
     const now = Date.now();
     this.#prune(now);
     if (this.#claimed.has(state)) return undefined;
     // Remember the claim until the transaction could no longer be used anyway.
     this.#claimed.set(state, Math.max(transaction.expiresAt, now) + 60_000);
-    delete session.pending![state];
+    delete pending[state];
     return transaction;
   }
 
@@ -95,4 +98,20 @@ export class SessionTransactionStore implements DuoTransactionStore {
       this.#claimed.delete(state);
     }
   }
+}
+
+/** A session's copy of a pending login, checked field by field (sessions are stored data, not trusted code). */
+function isTransaction(value: unknown, state: string): value is PendingTransaction {
+  if (value === null || typeof value !== 'object') return false;
+  const tx = value as Record<string, unknown>;
+  return (
+    tx.state === state &&
+    typeof tx.nonce === 'string' &&
+    typeof tx.username === 'string' &&
+    typeof tx.returnTo === 'string' &&
+    typeof tx.binding === 'string' &&
+    Number.isFinite(tx.startedAt) &&
+    Number.isFinite(tx.expiresAt) &&
+    (tx.maxAge === undefined || Number.isFinite(tx.maxAge))
+  );
 }

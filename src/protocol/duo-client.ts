@@ -61,7 +61,7 @@ export class DuoClient {
   /** Asks Duo whether it can take a login now, and measures our clock against Duo's. */
   async healthCheck(): Promise<DuoHealthCheckResult> {
     const url = this.config.healthCheckUrl;
-    const { body } = await this.#http.postForm(
+    const { status, body } = await this.#http.postForm(
       url,
       { client_id: this.config.clientId, client_assertion: await this.#clientAssertion(url) },
       'health check',
@@ -81,7 +81,11 @@ export class DuoClient {
       }
       return result;
     }
-    throw this.#duoFailure(answer, 'health check', 'duo_unavailable');
+    // Duo reachable but refusing us (HTTP 4xx, or a FAIL with a 4xxxx code) is not "Duo is down":
+    // it must never open fail mode "open". Only other FAIL answers mean Duo is unhealthy.
+    const code = typeof answer?.code === 'number' ? answer.code : undefined;
+    const refused = (status >= 400 && status < 500) || (code !== undefined && code >= 40000 && code < 50000);
+    throw this.#duoFailure(answer, 'health check', refused ? 'duo_request_rejected' : 'duo_unavailable');
   }
 
   /**

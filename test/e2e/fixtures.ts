@@ -114,6 +114,22 @@ class ProtectedController {
   }
 }
 
+/** A public controller with one protected handler: the handler's own requirement must win. */
+@Controller('public')
+@SkipSecondFactor()
+class PublicController {
+  @Get()
+  open(): string {
+    return 'public';
+  }
+
+  @Get('settings')
+  @RequireSecondFactor()
+  settings(): string {
+    return 'security settings';
+  }
+}
+
 /** The same pages with the guard bound globally. */
 @Controller('global')
 class GlobalModeController {
@@ -155,7 +171,7 @@ export interface TestAppOptions {
 
 export async function createTestApp(emulator: DuoEmulator, options: TestAppOptions = {}): Promise<TestApp> {
   const events: DuoEvent[] = [];
-  const controllers: Type[] = [PrimaryLoginController, ProtectedController];
+  const controllers: Type[] = [PrimaryLoginController, ProtectedController, PublicController];
   if (options.globalGuard) controllers.push(GlobalModeController);
 
   @Module({

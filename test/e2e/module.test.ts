@@ -128,6 +128,7 @@ describe('DuoModule configuration', () => {
     expect(options.clientId).toBe(emulator.clientId);
     expect(options.clientSecret).toBe(emulator.clientSecret); // still readable
     expect(inspect(options)).not.toContain(emulator.clientSecret);
+    expect(inspect(options, { showHidden: true, depth: 5 })).not.toContain(emulator.clientSecret);
     expect(JSON.stringify(options)).not.toContain(emulator.clientSecret);
     await app.close();
   });

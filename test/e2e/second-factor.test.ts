@@ -95,6 +95,33 @@ describe.each(PLATFORMS)('the second-factor flow on %s', (adapter) => {
       remember(res.headers.location);
     });
 
+    it('a @RequireSecondFactor() handler inside a @SkipSecondFactor() controller is protected', async () => {
+      const agent = t.agent();
+      await agent.post('/login').send({ username: 'alice' }).expect(201);
+      await agent.get('/public').expect(200, 'public');
+      const res = await agent.get('/public/settings').set('Accept', 'text/html').expect(303);
+      remember(res.headers.location);
+      await agent.get('/public/settings').set('Accept', 'application/json').expect(401);
+    });
+
+    it("step-up measures the age from Duo's auth_time when that is older than the callback", async () => {
+      const agent = t.agent();
+      await agent.post('/login').send({ username: 'alice' }).expect(201);
+      const start = await agent.get('/account').set('Accept', 'text/html').expect(303);
+      emulator.setClockOffset(-200); // Duo reports an authentication 200 s old (a login without max_age may)
+      const back = await emulator.authorize(start.headers.location!);
+      remember(back);
+      await agent.get(pathOf(back)).expect(303);
+      await agent.get('/account').expect(200);
+      const stepUp = await agent.get('/sensitive').set('Accept', 'text/html').expect(303);
+      remember(stepUp.headers.location);
+    });
+
+    it('an anonymous request to the callback does not create a session', async () => {
+      const res = await t.agent().get('/duo/callback?duo_code=abc&state=aaaaaaaaaaaaaaaaaaaaaaaa').set('Accept', 'application/json').expect(400);
+      expect(res.headers['set-cookie']).toBeUndefined();
+    });
+
     it('step-up: a second factor older than maxAge does not count, and Duo gets max_age', async () => {
       const agent = t.agent();
       await loginWithDuo(emulator, agent, 'alice');

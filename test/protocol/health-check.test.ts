@@ -95,10 +95,19 @@ describe('healthCheck: answers', () => {
     expect(error.message).toContain('The provided client_assertion was invalid.');
   });
 
-  it('OAuth-style other error: duo_unavailable naming the error', async () => {
+  it('OAuth-style other error (Duo reachable, refusing): duo_request_rejected naming the error, never duo_unavailable', async () => {
     answer = () => [400, { error: 'invalid_request', error_description: 'Missing client_id' }];
-    const error = await expectDuoError(client.healthCheck(), 'duo_unavailable', assertions());
+    const error = await expectDuoError(client.healthCheck(), 'duo_request_rejected', assertions());
     expect(error.message).toContain('invalid_request: Missing client_id');
+  });
+
+  it.each<[string, number, Record<string, unknown>]>([
+    ['HTTP 403 with a FAIL 40301', 403, { stat: 'FAIL', code: 40301, message: 'Access forbidden' }],
+    ['HTTP 404 with a FAIL 40401', 404, { stat: 'FAIL', code: 40401, message: 'Resource not found' }],
+    ['HTTP 200 with a FAIL 40301', 200, { stat: 'FAIL', code: 40301, message: 'Access forbidden' }],
+  ])('a refusal (%s) is duo_request_rejected: it must not open fail mode "open"', async (_name, status, body) => {
+    answer = () => [status, body];
+    await expectDuoError(client.healthCheck(), 'duo_request_rejected', assertions());
   });
 
   it.each<[string, unknown]>([

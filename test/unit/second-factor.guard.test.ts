@@ -1,20 +1,24 @@
 import 'reflect-metadata';
 import { Reflector } from '@nestjs/core';
 import type { ExecutionContext } from '@nestjs/common';
-import { describe, expect, it } from 'vitest';
-import { RequireSecondFactor, SecondFactorGuard, type DuoService } from '../../src/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DuoHttpException, DuoService, RequireSecondFactor, SecondFactorGuard, SkipSecondFactor } from '../../src/index.js';
+import { DuoEmulator } from '../../src/testing/index.js';
 
 class Handlers {
   @RequireSecondFactor()
   decorated(): void {}
   plain(): void {}
+  @SkipSecondFactor()
+  skipped(): void {}
 }
 
-function rpcContext(handler: () => void): ExecutionContext {
+function context(type: string, handler: () => void, args: unknown[] = []): ExecutionContext {
   return {
-    getType: () => 'rpc',
+    getType: () => type,
     getHandler: () => handler,
     getClass: () => Handlers,
+    getArgByIndex: (index: number) => args[index],
   } as unknown as ExecutionContext;
 }
 
@@ -24,10 +28,60 @@ describe('SecondFactorGuard outside HTTP', () => {
   const guard = new SecondFactorGuard(new Reflector(), service);
 
   it('refuses an RPC handler explicitly decorated with @RequireSecondFactor() (it can never pass Duo there)', async () => {
-    await expect(guard.canActivate(rpcContext(Handlers.prototype.decorated))).resolves.toBe(false);
+    await expect(guard.canActivate(context('rpc', Handlers.prototype.decorated))).resolves.toBe(false);
   });
 
-  it('leaves undecorated RPC handlers alone when bound globally', async () => {
-    await expect(guard.canActivate(rpcContext(Handlers.prototype.plain))).resolves.toBe(true);
+  it('leaves undecorated RPC and websocket handlers alone when bound globally', async () => {
+    await expect(guard.canActivate(context('rpc', Handlers.prototype.plain))).resolves.toBe(true);
+    await expect(guard.canActivate(context('ws', Handlers.prototype.plain))).resolves.toBe(true);
+  });
+
+  it('refuses an unknown context type unless the handler is skipped', async () => {
+    await expect(guard.canActivate(context('custom', Handlers.prototype.plain))).resolves.toBe(false);
+    await expect(guard.canActivate(context('custom', Handlers.prototype.skipped))).resolves.toBe(true);
+  });
+
+  it('refuses a GraphQL resolver without a request in its context', async () => {
+    await expect(guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, {}]))).resolves.toBe(false);
+  });
+});
+
+describe('SecondFactorGuard on GraphQL (same session as HTTP)', () => {
+  let emulator: DuoEmulator;
+  let duo: DuoService;
+  let guard: SecondFactorGuard;
+
+  beforeAll(async () => {
+    emulator = await DuoEmulator.start();
+    duo = new DuoService(emulator.clientOptions('http://localhost/duo/callback'));
+    guard = new SecondFactorGuard(new Reflector(), duo);
+  });
+  afterAll(async () => {
+    await duo.onModuleDestroy();
+    await emulator.close();
+  });
+
+  const gqlRequest = (duoData?: unknown) => ({ headers: {}, user: { username: 'alice' }, session: duoData === undefined ? {} : { duo: duoData } });
+
+  it('an undecorated resolver under a global guard refuses an unverified session like an API client (401 with location)', async () => {
+    const error = await guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req: gqlRequest() }])).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DuoHttpException);
+    const body = (error as DuoHttpException).getResponse() as { error: string; location?: string };
+    expect(body.error).toBe('second_factor_required');
+    expect(body.location).toMatch(/\/oauth\/v1\/authorize\?/);
+  });
+
+  it('lets a verified session through', async () => {
+    const req = gqlRequest({ verified: { username: 'alice', at: Date.now() } });
+    await expect(guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req }]))).resolves.toBe(true);
+  });
+});
+
+describe('@RequireSecondFactor({ maxAge })', () => {
+  it('refuses a step-up window too short to survive the redirect back (it would loop)', () => {
+    expect(() => RequireSecondFactor({ maxAge: 0 })).toThrow(/10 or more/);
+    expect(() => RequireSecondFactor({ maxAge: 9 })).toThrow(/10 or more/);
+    expect(() => RequireSecondFactor({ maxAge: 1.5 })).toThrow(/whole number/);
+    expect(() => RequireSecondFactor({ maxAge: 10 })).not.toThrow();
   });
 });
