@@ -5,7 +5,7 @@ import { SecondFactorGuard } from './second-factor.guard.js';
 export const REQUIRE_SECOND_FACTOR = 'nestjs-duo:require-second-factor';
 export const SKIP_SECOND_FACTOR = 'nestjs-duo:skip-second-factor';
 /** The shortest step-up window `@RequireSecondFactor({ maxAge })` accepts. */
-export const MIN_STEP_UP_SECONDS = 10;
+export const MIN_STEP_UP_SECONDS = 1;
 
 export interface RequireSecondFactorOptions {
   /**
@@ -21,7 +21,7 @@ export interface RequireSecondFactorOptions {
  */
 export function RequireSecondFactor(options: RequireSecondFactorOptions = {}): MethodDecorator & ClassDecorator {
   if (options.maxAge !== undefined && (!Number.isInteger(options.maxAge) || options.maxAge < MIN_STEP_UP_SECONDS)) {
-    // A shorter window would expire between the callback and the page it returns to, and loop.
+    // 0 would expire between the callback and the page it returns to, and loop.
     throw new TypeError(`@RequireSecondFactor({ maxAge }) must be a whole number of seconds, ${MIN_STEP_UP_SECONDS} or more.`);
   }
   return applyDecorators(SetMetadata(REQUIRE_SECOND_FACTOR, { ...options }), UseGuards(SecondFactorGuard), UseFilters(DuoExceptionFilter));
