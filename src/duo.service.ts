@@ -14,6 +14,7 @@ import {
   type DuoHealthCheckResult,
   type DuoIdTokenClaims,
 } from './protocol/index.js';
+import { isWellFormedState } from './protocol/random.js';
 import { hasQueryParam, safeReturnTo, singleQueryValue } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
 import { SessionTransactionStore, type BypassMarker, type DuoTransactionStore, type PendingTransaction, type VerifiedMarker } from './transaction.store.js';
@@ -240,7 +241,7 @@ export class DuoService implements OnModuleDestroy {
       const state = singleQueryValue(request, 'state');
       if (state.malformed) throw new DuoError('state_invalid', 'The callback carries more than one state, or a state that is not plain text. Start the login again.');
       if (state.value === undefined) throw new DuoError('state_invalid', 'The callback has no state. Start the login again.');
-      if (state.value.length < 16 || state.value.length > 1024 || !/^[A-Za-z0-9._~-]+$/.test(state.value)) {
+      if (!isWellFormedState(state.value)) {
         throw new DuoError('state_invalid', 'The callback state is malformed. Start the login again.');
       }
       const session = SecondFactorSession.of(request);

@@ -3,7 +3,7 @@ import { resolveClientConfig, type DuoClientOptions, type ResolvedDuoClientConfi
 import { DuoError, upstreamText } from './errors.js';
 import { DuoHttp } from './http.js';
 import { HsKey, JwtVerifyError, epochSeconds, signJwt, verifyJwt } from './jwt.js';
-import { generateJti, generateNonce, generateState } from './random.js';
+import { MAX_STATE_LENGTH, MIN_STATE_LENGTH, generateJti, generateNonce, generateState, isWellFormedState } from './random.js';
 import type { DuoAuthorization, DuoAuthUrlOptions, DuoHealthCheckResult, DuoIdTokenClaims } from './types.js';
 import { NESTJS_DUO_VERSION } from './version.js';
 
@@ -19,9 +19,6 @@ export const CLOCK_LEEWAY_SECONDS = 60;
 const JWT_LIFETIME_SECONDS = 300;
 const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** State and nonce bounds that Duo accepts. */
-const MIN_STATE = 16;
-const MAX_STATE = 1024;
-const URL_SAFE = /^[A-Za-z0-9._~-]+$/;
 
 /**
  * Duo's Universal Prompt protocol (Web SDK v4): health check, authorize URL,
@@ -281,13 +278,13 @@ function checkUsername(username: unknown): asserts username is string {
 }
 
 function checkOpaque(name: 'state' | 'nonce', value: unknown): asserts value is string {
-  if (typeof value !== 'string') throw new DuoError(name === 'state' ? 'state_invalid' : 'input_invalid', `The ${name} must be a string.`);
-  if (value.length < MIN_STATE || value.length > MAX_STATE) {
-    throw new DuoError(name === 'state' ? 'state_invalid' : 'input_invalid', `The ${name} must be ${MIN_STATE} to ${MAX_STATE} characters long.`);
+  if (isWellFormedState(value)) return;
+  const code = name === 'state' ? 'state_invalid' : 'input_invalid';
+  if (typeof value !== 'string') throw new DuoError(code, `The ${name} must be a string.`);
+  if (value.length < MIN_STATE_LENGTH || value.length > MAX_STATE_LENGTH) {
+    throw new DuoError(code, `The ${name} must be ${MIN_STATE_LENGTH} to ${MAX_STATE_LENGTH} characters long.`);
   }
-  if (!URL_SAFE.test(value)) {
-    throw new DuoError(name === 'state' ? 'state_invalid' : 'input_invalid', `The ${name} may contain only URL-safe characters (A-Z a-z 0-9 - . _ ~).`);
-  }
+  throw new DuoError(code, `The ${name} may contain only URL-safe characters (A-Z a-z 0-9 - . _ ~).`);
 }
 
 function checkCode(code: unknown): asserts code is string {
