@@ -96,6 +96,27 @@ describe('DuoModule configuration', () => {
     await app.close();
   });
 
+  it('forRootAsync with useExisting, and events$ delivers the audit events', async () => {
+    @Injectable()
+    class DuoConfig {
+      createDuoOptions(): DuoModuleOptions {
+        return emulator.clientOptions(REDIRECT_URI);
+      }
+    }
+    @Module({ providers: [DuoConfig], exports: [DuoConfig] })
+    class ConfigHolder {}
+    const app = await bootstrap([DuoModule.forRootAsync({ imports: [ConfigHolder], useExisting: DuoConfig })]);
+    const duo = app.get(DuoService);
+    const seen: string[] = [];
+    const subscription = duo.events$.subscribe((event) => seen.push(`${event.type}:${event.username ?? ''}`));
+    const request = { headers: {}, user: { username: 'alice' }, session: {} };
+    const start = await duo.startSecondFactor(request, 'alice', '/account');
+    expect(start.kind).toBe('redirect');
+    expect(seen).toEqual(['prompt_started:alice']);
+    subscription.unsubscribe();
+    await app.close();
+  });
+
   it('without isGlobal, a module that does not import DuoModule cannot inject DuoService', async () => {
     @Module({ controllers: [ProbeController] })
     class FeatureModule {}
