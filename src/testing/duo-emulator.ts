@@ -428,7 +428,7 @@ export class DuoEmulator {
     this.#handle(req, res).catch(() => {
       // Never let one request take the server down.
       if (!res.headersSent && !res.destroyed) {
-        this.#json(req, res, 500, { stat: 'FAIL', code: 50000, message: 'Internal server error', timestamp: this.#now() }, 'internal error');
+        this.#json(req, res, 500, this.#failBody(50000, 'Internal server error'), 'internal error');
       } else {
         res.destroy();
       }
@@ -442,12 +442,12 @@ export class DuoEmulator {
     const target = ROUTES.get(path);
     if (target === undefined) {
       req.resume();
-      this.#json(req, res, 404, { stat: 'FAIL', code: 40401, message: 'Resource not found', timestamp: this.#now() }, 'unknown path', '(other)');
+      this.#json(req, res, 404, this.#failBody(40401, 'Resource not found'), 'unknown path', '(other)');
       return;
     }
     if (req.method !== target.method) {
       req.resume();
-      this.#json(req, res, 405, { stat: 'FAIL', code: 40501, message: 'Method not allowed', timestamp: this.#now() }, 'wrong method', path, {
+      this.#json(req, res, 405, this.#failBody(40501, 'Method not allowed'), 'wrong method', path, {
         allow: target.method,
       });
       return;
@@ -473,7 +473,7 @@ export class DuoEmulator {
       if (route === 'authorize') {
         this.#html(req, res, 500, renderErrorPage('Server error', 'Duo is unavailable (emulated HTTP 500).'), 'http_500 (failure)', path);
       } else {
-        this.#json(req, res, 500, { stat: 'FAIL', code: 50000, message: 'Internal server error', timestamp: this.#now() }, 'http_500 (failure)', path);
+        this.#json(req, res, 500, this.#failBody(50000, 'Internal server error'), 'http_500 (failure)', path);
       }
       return;
     }
@@ -488,7 +488,7 @@ export class DuoEmulator {
       const read = await readBody(req);
       if (read === 'aborted') return;
       if (read === 'too_large') {
-        this.#json(req, res, 413, { stat: 'FAIL', code: 41301, message: 'Request entity too large', timestamp: this.#now() }, 'body too large', path, {
+        this.#json(req, res, 413, this.#failBody(41301, 'Request entity too large'), 'body too large', path, {
           connection: 'close',
         });
         return;
@@ -522,7 +522,7 @@ export class DuoEmulator {
         req,
         res,
         400,
-        { stat: 'FAIL', code: 40001, message: 'Missing required request parameters', message_detail: missing, timestamp: this.#now() },
+        this.#failBody(40001, 'Missing required request parameters', missing),
         `invalid_request (${missing})`,
       );
       return;
@@ -533,7 +533,7 @@ export class DuoEmulator {
         req,
         res,
         400,
-        { stat: 'FAIL', code: 40002, message: 'invalid_client', message_detail: INVALID_ASSERTION, timestamp: this.#now() },
+        this.#failBody(40002, 'invalid_client', INVALID_ASSERTION),
         `invalid_client (${problem})`,
       );
       return;
@@ -543,12 +543,17 @@ export class DuoEmulator {
         req,
         res,
         200,
-        { stat: 'FAIL', code: 50301, message: 'Service unavailable', message_detail: 'Duo is temporarily unavailable.', timestamp: this.#now() },
+        this.#failBody(50301, 'Service unavailable', 'Duo is temporarily unavailable.'),
         'health_fail (failure)',
       );
       return;
     }
     this.#json(req, res, 200, { stat: 'OK', response: { timestamp: this.#now() } }, 'ok');
+  }
+
+  /** Duo's FAIL answer: `{ stat, code, message, message_detail?, timestamp }`. */
+  #failBody(code: number, message: string, detail?: string): Record<string, unknown> {
+    return { stat: 'FAIL', code, message, ...(detail === undefined ? {} : { message_detail: detail }), timestamp: this.#now() };
   }
 
   /** Duo's client assertion checks; returns what is wrong (safe to log), or undefined. */
