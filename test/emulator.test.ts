@@ -820,7 +820,7 @@ describe('HTTPS', () => {
   });
 
   it('a client without the ca refuses the self-signed certificate', async () => {
-    await expectDuoError(client({}, secure).healthCheck(), 'duo_unavailable');
+    await expectDuoError(client({}, secure).healthCheck(), 'duo_tls_failed');
   });
 });
 

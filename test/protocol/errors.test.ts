@@ -11,6 +11,7 @@ describe('DuoError', () => {
       duo_unavailable: 503,
       duo_overloaded: 503,
       duo_timeout: 504,
+      duo_tls_failed: 502,
       duo_upstream_invalid: 502,
       duo_invalid_client: 502,
       duo_request_rejected: 502,
