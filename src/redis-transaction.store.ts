@@ -1,19 +1,29 @@
+import { createHash } from 'node:crypto';
 import { DuoConfigError, DuoError } from './protocol/index.js';
+import { isWellFormedState } from './protocol/random.js';
 import type { DuoStoreContext, DuoTransactionStore, PendingTransaction } from './transaction.store.js';
 
 /**
- * The two commands the store sends, as node-redis v4 and v5 (`createClient()`,
- * `createCluster()`) spell them. Typed here so that the package does not
- * depend on `redis` at runtime.
+ * The two commands the store sends, `EVALSHA` and `EVAL`, as node-redis
+ * spells them on `createClient()` and `createCluster()` (v5, and v4, whose
+ * options have the same shape). A cluster routes both by `keys[0]`. Typed
+ * here so that the package does not depend on `redis` at runtime.
  */
 export interface RedisTransactionClient {
-  set(key: string, value: string, options: RedisSetIfAbsentOptions): Promise<unknown>;
-  getDel(key: string): Promise<unknown>;
+  eval(script: string, options: RedisScriptOptions): Promise<unknown>;
+  evalSha(sha1: string, options: RedisScriptOptions): Promise<unknown>;
+}
+
+/** The keys and arguments of one script call, as node-redis takes them. */
+export interface RedisScriptOptions {
+  keys: string[];
+  arguments: string[];
 }
 
 /**
- * `SET ... PX ttl NX`, written both ways: node-redis v5 reads `expiration` and
- * `condition` and ignores the rest; v4 reads `PX` and `NX` (deprecated in v5).
+ * @deprecated Not used any more: the store runs Lua scripts (see
+ * RedisTransactionClient) instead of `SET ... PX ttl NX`. Kept only so that
+ * existing type imports still compile.
  */
 export interface RedisSetIfAbsentOptions {
   expiration: { type: 'PX'; value: number };
@@ -23,7 +33,7 @@ export interface RedisSetIfAbsentOptions {
 }
 
 export interface RedisTransactionStoreOptions {
-  /** Prepended to the state to form the Redis key. Default `duo:tx:`. */
+  /** Prepended to the session's binding to form the Redis key. Default `duo:tx:`. */
   prefix?: string;
   /**
    * How long a command may take before the store gives up, in milliseconds
@@ -34,18 +44,138 @@ export interface RedisTransactionStoreOptions {
 }
 
 /**
+ * The longest return path the store keeps, in bytes as stored (UTF-8). A
+ * longer one is refused with `input_invalid` (400): it comes from the request,
+ * and shortening it would send the user somewhere else than asked for.
+ */
+export const MAX_RETURN_TO_BYTES = 1024;
+/** The longest username the store keeps, in characters: what DuoClient accepts. */
+const MAX_USERNAME_LENGTH = 512;
+/** The highest per-session cap the store runs with: what DuoModule's `maxPendingPerSession` allows. */
+const MAX_PENDING_LIMIT = 50;
+/** A session binding is part of the key: URL-safe characters only, never a brace (Redis Cluster's hash tag). */
+const BINDING = /^[A-Za-z0-9._~-]{1,128}$/;
+const CONTROL = /[\x00-\x1f\x7f]/;
+const LONE_SURROGATE = /\p{Cs}/u;
+/** A number in a record: base 36, as written by toString(36). */
+const NUMBER = /^[0-9a-z]{1,11}$/;
+/** Records are separated by RS, their fields by US: control characters, which no field may contain. */
+const RS = '\x1e';
+const US = '\x1f';
+
+/**
+ * Both scripts start here: KEYS[1] is the session's key, ARGV[1] the app's
+ * clock in ms (the clock expiresAt is written in). The key holds the
+ * session's pending logins, one record each; records past their expiry, and
+ * anything unreadable, are dropped, and `save` writes the rest back with the
+ * key's expiry set to the latest of theirs, or deletes the key when none is
+ * left. Only KEYS[1] is touched, so it runs on a Redis Cluster as is.
+ */
+const PRELUDE = String.raw`
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local stored = redis.pcall('GET', key)
+local changed = false
+if type(stored) == 'table' then
+  stored = false
+  changed = true
+end
+local records = {}
+if stored then
+  for record in string.gmatch(stored, '[^\30]+') do
+    local state, e, l = string.match(record, '^([^\31]+)\31([0-9a-z]+)\31([0-9a-z]+)\31')
+    e = e and tonumber(e, 36)
+    l = l and tonumber(l, 36)
+    if e and l and e > now then
+      records[#records + 1] = { state = state, expires = e, started = e - l, record = record }
+    else
+      changed = true
+    end
+  end
+end
+local function save()
+  local parts, latest = {}, 0
+  for i, r in ipairs(records) do
+    parts[i] = r.record
+    if r.expires > latest then latest = r.expires end
+  end
+  if #parts == 0 then
+    redis.call('DEL', key)
+  else
+    redis.call('SET', key, table.concat(parts, '\30'), 'PX', string.format('%d', math.max(1, latest - now)))
+  end
+end
+`;
+
+/**
+ * ARGV[2] the cap, ARGV[3] the new record. Answers 0, touching nothing, when
+ * the state is pending already; else drops the oldest (by startedAt) live
+ * records until one place is free, adds the new one and answers 1.
+ */
+const CREATE = `${PRELUDE}
+local cap = tonumber(ARGV[2])
+local new = ARGV[3]
+local state, e, l = string.match(new, '^([^\\31]+)\\31([0-9a-z]+)\\31([0-9a-z]+)\\31')
+if not (state and cap and cap >= 1) then return redis.error_reply('ERR nestjs-duo: malformed create arguments') end
+e = tonumber(e, 36)
+for _, r in ipairs(records) do
+  if r.state == state then return 0 end
+end
+table.sort(records, function(a, b)
+  if a.started ~= b.started then return a.started < b.started end
+  return a.state < b.state
+end)
+while #records >= cap do table.remove(records, 1) end
+records[#records + 1] = { state = state, expires = e, started = e - tonumber(l, 36), record = new }
+save()
+return 1
+`;
+
+/** ARGV[2] the state. Answers its record, removed, or nil; exactly one caller gets a record. */
+const TAKE = `${PRELUDE}
+local state = ARGV[2]
+local found = false
+for i, r in ipairs(records) do
+  if r.state == state then
+    found = r.record
+    table.remove(records, i)
+    break
+  end
+end
+if found or changed then save() end
+return found
+`;
+
+interface Script {
+  source: string;
+  sha1: string;
+}
+
+const script = (source: string): Script => ({ source, sha1: createHash('sha1').update(source).digest('hex') });
+const CREATE_SCRIPT = script(CREATE);
+const TAKE_SCRIPT = script(TAKE);
+
+/**
  * Pending Duo logins in Redis, for apps running several instances: a login
  * started on one instance can finish on another, and of any number of
  * callbacks carrying one state, on any instances, exactly one takes it.
- * `create` is `SET key value PX ttl NX` (set-if-absent with expiry), `take`
- * is `GETDEL` (Redis 6.2 or later).
  *
- * The key is `{prefix}{state}.{binding}`: a callback from another session
- * (whose binding differs) cannot even reach, let alone consume, the victim's
- * pending login, so knowing a state is not enough to cancel someone's login.
+ * All pending logins of one session live in one key, `{prefix}{<binding>}`
+ * (the braces are a Redis Cluster hash tag), one compact record each, and
+ * every change is one Lua script on that key alone: atomic across any number
+ * of app instances, on a single Redis or a Redis Cluster. `create` keeps at
+ * most `maxPendingPerSession` live logins per session, dropping the oldest
+ * (expired ones do not count), as the in-session default store does; `take`
+ * removes and returns one record in the same script, so exactly one caller
+ * gets it. The key expires with the latest of its logins, and is deleted when
+ * the last one is taken. A callback from another session (whose binding
+ * differs) reaches another key: it can neither take nor cancel the victim's
+ * login, and one session's logins never count against another's cap.
  *
- * No per-session cap (`maxPendingPerSession`) is kept here: every key expires
- * with its transaction, so the TTL bounds what a session can pile up.
+ * A record is about 120 bytes (state, expiresAt, its age, nonce, username and
+ * return path; the binding is in the key): about 220 bytes of Redis memory for
+ * a session's only pending login, less per login when it has several. Return
+ * paths longer than MAX_RETURN_TO_BYTES are refused (`input_invalid`).
  *
  * Pass a node-redis client (https://github.com/redis/node-redis), the client
  * Redis itself maintains; `connect-redis` takes the same client for sessions.
@@ -72,9 +202,13 @@ export class RedisTransactionStore implements DuoTransactionStore {
   readonly #timeoutMs: number;
 
   constructor(client: RedisTransactionClient, options: RedisTransactionStoreOptions = {}) {
-    const candidate = client as Partial<RedisTransactionClient> | null | undefined;
-    if (!candidate || typeof candidate.set !== 'function' || typeof candidate.getDel !== 'function') {
-      throw new DuoConfigError('RedisTransactionStore needs a node-redis client (createClient() from the "redis" package, v4 or later).');
+    const candidate = client as (Partial<RedisTransactionClient> & { evalsha?: unknown }) | null | undefined;
+    if (!candidate || typeof candidate !== 'object' || typeof candidate.eval !== 'function' || typeof candidate.evalSha !== 'function') {
+      const ioredis = !!candidate && typeof candidate === 'object' && typeof candidate.evalsha === 'function';
+      throw new DuoConfigError(
+        'RedisTransactionStore needs a node-redis client (createClient() or createCluster() from the "redis" package, v4 or v5): ' +
+          `an object with eval() and evalSha() methods taking { keys, arguments }${ioredis ? '. ioredis is not supported: its eval and evalsha take other arguments' : ''}.`,
+      );
     }
     const prefix = options.prefix ?? 'duo:tx:';
     if (typeof prefix !== 'string') throw new DuoConfigError('RedisTransactionStore option "prefix" must be a string.');
@@ -87,29 +221,48 @@ export class RedisTransactionStore implements DuoTransactionStore {
     this.#timeoutMs = timeoutMs;
   }
 
-  async create(transaction: PendingTransaction, _context?: DuoStoreContext): Promise<void> {
-    const ttl = Math.max(1, Math.ceil(transaction.expiresAt - Date.now()));
-    const options: RedisSetIfAbsentOptions = { expiration: { type: 'PX', value: ttl }, condition: 'NX', PX: ttl, NX: true };
-    const reply = await this.#deadline(this.#client.set(this.key(transaction.state, transaction.binding), JSON.stringify(transaction), options));
-    // NX answers null when the key exists: a state collision, practically impossible, never an overwrite.
-    if (text(reply) !== 'OK') {
-      throw new DuoError('store_unavailable', 'A pending Duo login with this state already exists; it was left alone. Try again.');
+  async create(transaction: PendingTransaction, context: DuoStoreContext): Promise<void> {
+    const cap = context?.maxPendingPerSession;
+    if (typeof cap !== 'number' || !Number.isInteger(cap) || cap < 1 || cap > MAX_PENDING_LIMIT) {
+      throw new DuoConfigError(
+        `RedisTransactionStore.create needs maxPendingPerSession, a whole number from 1 to ${MAX_PENDING_LIMIT}, in its context (DuoModule passes its option of that name).`,
+      );
     }
+    const record = encode(transaction);
+    const reply = await this.#run(CREATE_SCRIPT, this.key(transaction.binding), [String(Date.now()), String(cap), record]);
+    // 0: the state is pending in this session already (a collision, practically impossible), never an overwrite.
+    if (reply === 0) throw new DuoError('store_unavailable', 'A pending Duo login with this state already exists; it was left alone. Try again.');
+    if (reply !== 1) throw new Error('RedisTransactionStore: unexpected reply from Redis to create; nothing is assumed stored.');
   }
 
-  async take(state: string, context?: DuoStoreContext): Promise<PendingTransaction | undefined> {
-    const binding = context?.session.binding;
-    // A session that never started a login has nothing pending anywhere.
-    if (typeof binding !== 'string' || binding.length === 0) return undefined;
-    const value = text(await this.#deadline(this.#client.getDel(this.key(state, binding))));
-    if (value === undefined) return undefined;
-    const transaction = parseTransaction(value, state);
-    return transaction?.binding === binding ? transaction : undefined;
+  async take(state: string, context: DuoStoreContext): Promise<PendingTransaction | undefined> {
+    const binding = context?.session?.binding;
+    // A session that never started a login has nothing pending anywhere; a state of another shape was never stored.
+    if (typeof binding !== 'string' || !BINDING.test(binding) || !isWellFormedState(state)) return undefined;
+    const reply = await this.#run(TAKE_SCRIPT, this.key(binding), [String(Date.now()), state]);
+    if (reply === null || reply === undefined) return undefined;
+    const record = text(reply);
+    if (record === undefined) throw new Error('RedisTransactionStore: unexpected reply from Redis to take; nothing is assumed found.');
+    return decode(record, state, binding);
   }
 
-  /** The Redis key of one pending login. */
-  key(state: string, binding: string): string {
-    return `${this.prefix}${state}.${binding}`;
+  /** The Redis key holding one session's pending logins. */
+  key(binding: string): string {
+    return `${this.prefix}{${binding}}`;
+  }
+
+  /** EVALSHA, and EVAL when Redis does not know the script (restarted, SCRIPT FLUSH, another cluster node), under one deadline. */
+  #run(script: Script, key: string, args: string[]): Promise<unknown> {
+    const options: RedisScriptOptions = { keys: [key], arguments: args };
+    const call = async (): Promise<unknown> => {
+      try {
+        return await this.#client.evalSha(script.sha1, options);
+      } catch (error) {
+        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+        return await this.#client.eval(script.source, options);
+      }
+    };
+    return this.#deadline(call());
   }
 
   #deadline<T>(command: Promise<T>): Promise<T> {
@@ -118,7 +271,7 @@ export class RedisTransactionStore implements DuoTransactionStore {
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.#timeoutMs} ms.`)), this.#timeoutMs);
     });
-    // A command that answers after the deadline is dropped: a late GETDEL only loses that login, which is started again.
+    // A command that answers after the deadline is dropped: a late take only loses that login, which is started again.
     return Promise.race([command, timeout]).finally(() => clearTimeout(timer));
   }
 }
@@ -130,28 +283,58 @@ function text(reply: unknown): string | undefined {
   return undefined;
 }
 
-/** A stored value back into a transaction; anything malformed is treated as absent, never as a crash. */
-function parseTransaction(value: string, state: string): PendingTransaction | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    return undefined;
+const invalid = (what: string): DuoError => new DuoError('input_invalid', `RedisTransactionStore cannot keep this pending login: ${what}. Nothing was stored.`);
+
+/** Free text of a record: no control characters (they separate records and fields), and valid UTF-16 so that it comes back unchanged. */
+const plainText = (value: unknown): value is string => typeof value === 'string' && !CONTROL.test(value) && !LONE_SURROGATE.test(value);
+
+/** One pending login as a record: state, expiresAt and its age (base 36, ms), nonce, username, return path, maxAge. */
+function encode(tx: PendingTransaction): string {
+  if (tx === null || typeof tx !== 'object') throw invalid('it is not a transaction');
+  if (!isWellFormedState(tx.state)) throw invalid('the state is not 16 to 1024 URL-safe characters');
+  if (typeof tx.binding !== 'string' || !BINDING.test(tx.binding)) throw invalid('the session binding is not 1 to 128 URL-safe characters');
+  if (!isWellFormedState(tx.nonce)) throw invalid('the nonce is not 16 to 1024 URL-safe characters');
+  if (!plainText(tx.username) || tx.username.length === 0 || tx.username.length > MAX_USERNAME_LENGTH) {
+    throw invalid(`the username is not 1 to ${MAX_USERNAME_LENGTH} characters of plain text`);
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined;
-  const tx = parsed as Record<string, unknown>;
-  const strings = ['nonce', 'username', 'returnTo', 'binding'] as const;
-  if (tx.state !== state || strings.some((key) => typeof tx[key] !== 'string')) return undefined;
-  if (!Number.isFinite(tx.startedAt) || !Number.isFinite(tx.expiresAt)) return undefined;
-  if (tx.maxAge !== undefined && !Number.isFinite(tx.maxAge)) return undefined;
+  if (!plainText(tx.returnTo)) throw invalid('the return path contains control characters or broken Unicode');
+  const returnToBytes = Buffer.byteLength(tx.returnTo, 'utf8');
+  if (returnToBytes > MAX_RETURN_TO_BYTES) throw invalid(`the return path is ${returnToBytes} bytes, at most ${MAX_RETURN_TO_BYTES} bytes are kept`);
+  if (!Number.isSafeInteger(tx.expiresAt) || !Number.isSafeInteger(tx.startedAt) || tx.startedAt < 0 || tx.startedAt > tx.expiresAt) {
+    throw invalid('startedAt and expiresAt must be whole milliseconds since the epoch, startedAt not after expiresAt');
+  }
+  if (tx.maxAge !== undefined && (!Number.isSafeInteger(tx.maxAge) || tx.maxAge < 0)) throw invalid('maxAge must be a whole number of seconds, 0 or more');
+  const fields = [tx.state, tx.expiresAt.toString(36), (tx.expiresAt - tx.startedAt).toString(36), tx.nonce, tx.username, tx.returnTo];
+  if (tx.maxAge !== undefined) fields.push(tx.maxAge.toString(36));
+  return fields.join(US);
+}
+
+/** A stored record back into a transaction; anything malformed is treated as absent, never as a crash. */
+function decode(record: string, state: string, binding: string): PendingTransaction | undefined {
+  if (record.includes(RS)) return undefined;
+  const fields = record.split(US);
+  if (fields.length !== 6 && fields.length !== 7) return undefined;
+  const [storedState, expires, age, nonce, username, returnTo, maxAge] = fields as [string, string, string, string, string, string, string?];
+  if (storedState !== state || !isWellFormedState(nonce) || username.length === 0) return undefined;
+  const expiresAt = base36(expires);
+  const lifetime = base36(age);
+  if (expiresAt === undefined || lifetime === undefined || lifetime > expiresAt) return undefined;
+  const step = maxAge === undefined ? undefined : base36(maxAge);
+  if (maxAge !== undefined && step === undefined) return undefined;
   return {
     state,
-    nonce: tx.nonce as string,
-    username: tx.username as string,
-    returnTo: tx.returnTo as string,
-    binding: tx.binding as string,
-    startedAt: tx.startedAt as number,
-    expiresAt: tx.expiresAt as number,
-    ...(tx.maxAge === undefined ? {} : { maxAge: tx.maxAge as number }),
+    nonce,
+    username,
+    returnTo,
+    binding,
+    startedAt: expiresAt - lifetime,
+    expiresAt,
+    ...(step === undefined ? {} : { maxAge: step }),
   };
+}
+
+function base36(value: string): number | undefined {
+  if (!NUMBER.test(value)) return undefined;
+  const number = parseInt(value, 36);
+  return Number.isSafeInteger(number) ? number : undefined;
 }
