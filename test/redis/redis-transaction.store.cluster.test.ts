@@ -1,0 +1,156 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DuoStoreContext, PendingTransaction } from '../../src/index.js';
+import { RedisTransactionStore, type RedisTransactionClient } from '../../src/redis-transaction.store.js';
+import { randomToken } from '../../src/protocol/random.js';
+
+/**
+ * The store on a real three-node Redis Cluster (Debian's redis-server, 7.0 or
+ * later for cluster-port and ADDSLOTSRANGE), reached through node-redis's
+ * createCluster(): every script call is routed by its one key, whatever node
+ * owns the session's slot.
+ */
+const HOST = '127.0.0.1';
+const SLOTS: Array<[number, number]> = [
+  [0, 5460],
+  [5461, 10922],
+  [10923, 16383],
+];
+
+interface Node {
+  port: number;
+  busPort: number;
+  child: ChildProcess;
+  admin: RedisClientType;
+}
+
+let dir: string;
+const nodes: Node[] = [];
+let cluster: RedisClusterType;
+let store: RedisTransactionStore;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, HOST, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function startNode(index: number): Promise<Node> {
+  const [port, busPort] = [await freePort(), await freePort()];
+  const binary = process.env.REDIS_SERVER_BIN ?? 'redis-server';
+  const args = ['--port', String(port), '--bind', HOST, '--cluster-enabled', 'yes', '--cluster-port', String(busPort)];
+  args.push('--cluster-config-file', join(dir, `nodes-${index}.conf`), '--cluster-node-timeout', '5000');
+  args.push('--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning');
+  const child = spawn(binary, args, { stdio: 'ignore' });
+  process.once('exit', () => child.kill('SIGKILL'));
+  const admin: RedisClientType = createClient({ url: `redis://${HOST}:${port}`, socket: { connectTimeout: 1000, reconnectStrategy: 50 } });
+  admin.on('error', () => {});
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    try {
+      await admin.connect();
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(`redis-server (cluster node ${index}) did not start on port ${port}: ${String(error)}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  return { port, busPort, child, admin };
+}
+
+const context = (binding: string, maxPendingPerSession = 5): DuoStoreContext => ({ session: { binding }, maxPendingPerSession });
+
+function transaction(binding: string, startedAt = Date.now()): PendingTransaction {
+  return { state: randomToken(32), nonce: randomToken(32), username: 'alice', returnTo: '/account', binding, startedAt, expiresAt: startedAt + 60_000 };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'duo-cluster-'));
+  for (let i = 0; i < SLOTS.length; i++) nodes.push(await startNode(i));
+  for (const [i, node] of nodes.entries()) await node.admin.sendCommand(['CLUSTER', 'ADDSLOTSRANGE', String(SLOTS[i]![0]), String(SLOTS[i]![1])]);
+  for (const node of nodes.slice(1)) {
+    await nodes[0]!.admin.sendCommand(['CLUSTER', 'MEET', HOST, String(node.port), String(node.busPort)]);
+  }
+  const ready = async (): Promise<boolean> => {
+    const infos = await Promise.all(nodes.map((node) => node.admin.sendCommand(['CLUSTER', 'INFO']) as Promise<string>));
+    return infos.every((info) => info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${nodes.length}`));
+  };
+  const deadline = Date.now() + 15_000;
+  while (!(await ready())) {
+    if (Date.now() > deadline) throw new Error('the three-node Redis Cluster did not reach cluster_state:ok within 15 s');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  cluster = createCluster({
+    rootNodes: [{ url: `redis://${HOST}:${nodes[0]!.port}` }],
+    defaults: { disableOfflineQueue: true, socket: { connectTimeout: 1000, reconnectStrategy: 100 } },
+  });
+  cluster.on('error', () => {});
+  await cluster.connect();
+  // createCluster() satisfies the store's client interface as it is, without a cast.
+  const client: RedisTransactionClient = cluster;
+  store = new RedisTransactionStore(client);
+}, 30_000);
+
+afterAll(async () => {
+  if (cluster) cluster.destroy();
+  for (const node of nodes) {
+    if (node.admin.isOpen) node.admin.destroy();
+    node.child.kill('SIGKILL');
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('RedisTransactionStore on a Redis Cluster (createCluster)', () => {
+  it("spreads sessions over the nodes, and each session's logins come back from the node owning its slot", async () => {
+    const sessions = Array.from({ length: 30 }, () => randomToken(18));
+    const txs = sessions.map((binding) => transaction(binding));
+    await Promise.all(txs.map((tx) => store.create(tx, context(tx.binding))));
+    const perNode = await Promise.all(nodes.map((node) => node.admin.dbSize()));
+    expect(perNode.reduce((sum, count) => sum + count, 0)).toBe(30);
+    expect(perNode.filter((count) => count > 0).length, `keys per node: ${perNode.join(', ')}`).toBeGreaterThanOrEqual(2);
+    const taken = await Promise.all(txs.map((tx) => store.take(tx.state, context(tx.binding))));
+    expect(taken).toEqual(txs);
+    expect(await Promise.all(nodes.map((node) => node.admin.dbSize()))).toEqual([0, 0, 0]);
+  });
+
+  it('keeps the cap: cap + 3 creates for one session leave the newest cap, and 50 parallel creates never more', async () => {
+    const binding = randomToken(18);
+    const now = Date.now();
+    const txs = Array.from({ length: 8 }, (_, i) => transaction(binding, now + i));
+    for (const tx of txs) await store.create(tx, context(binding));
+    for (const tx of txs.slice(0, 3)) expect(await store.take(tx.state, context(binding))).toBeUndefined();
+    for (const tx of txs.slice(3)) expect(await store.take(tx.state, context(binding))).toEqual(tx);
+
+    const burst = Array.from({ length: 50 }, (_, i) => transaction(binding, Date.now() + i));
+    await Promise.all(burst.map((tx) => store.create(tx, context(binding))));
+    const left = await Promise.all(burst.map((tx) => store.take(tx.state, context(binding))));
+    expect(left.filter((tx) => tx !== undefined)).toHaveLength(5);
+  });
+
+  it('of 50 parallel takes of one state exactly one wins; another session gets nothing and cancels nothing', async () => {
+    const binding = randomToken(18);
+    const tx = transaction(binding);
+    await store.create(tx, context(binding));
+    expect(await store.take(tx.state, context(randomToken(18)))).toBeUndefined();
+    const results = await Promise.all(Array.from({ length: 50 }, () => store.take(tx.state, context(binding))));
+    expect(results.filter((result) => result !== undefined)).toEqual([tx]);
+  });
+
+  it('runs on every node after their script caches are flushed (EVALSHA falls back to EVAL on the owning node)', async () => {
+    await Promise.all(nodes.map((node) => node.admin.scriptFlush()));
+    const txs = Array.from({ length: 12 }, () => transaction(randomToken(18)));
+    await Promise.all(txs.map((tx) => store.create(tx, context(tx.binding))));
+    expect(await Promise.all(txs.map((tx) => store.take(tx.state, context(tx.binding))))).toEqual(txs);
+  });
+});
