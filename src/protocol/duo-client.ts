@@ -1,7 +1,7 @@
 import type { JWTPayload } from 'jose';
 import { resolveClientConfig, type DuoClientOptions, type ResolvedDuoClientConfig } from './config.js';
 import { DuoError, upstreamText } from './errors.js';
-import { DuoHttp } from './http.js';
+import { DuoHttp, rateLimited } from './http.js';
 import { HsKey, JwtVerifyError, epochSeconds, signJwt, verifyJwt } from './jwt.js';
 import { MAX_STATE_LENGTH, MIN_STATE_LENGTH, generateJti, generateNonce, generateState, isWellFormedState } from './random.js';
 import type { DuoAuthorization, DuoAuthUrlOptions, DuoHealthCheckResult, DuoIdTokenClaims } from './types.js';
@@ -243,6 +243,8 @@ export class DuoClient {
     const message = upstreamText(answer?.message);
     const detail = upstreamText(answer?.message_detail) ?? upstreamText(answer?.error_description);
     const error = upstreamText(answer?.error, 40);
+    // Duo's rate-limit FAIL code, should it come with another status than 429.
+    if (answer?.code === 42901) return rateLimited(what, undefined);
     if (message === 'invalid_client' || error === 'invalid_client' || answer?.code === 40002) {
       // Duo's FAIL answers carry its clock: a wrong server clock is the usual cause of invalid_client.
       const offset = typeof answer?.timestamp === 'number' ? Math.round(answer.timestamp - Date.now() / 1000) : undefined;

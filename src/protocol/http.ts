@@ -1,6 +1,6 @@
 import { rootCertificates } from 'node:tls';
 import { Agent, ProxyAgent, request, type Dispatcher } from 'undici';
-import { DuoError } from './errors.js';
+import { DuoError, MAX_RETRY_AFTER_SECONDS } from './errors.js';
 
 export const MAX_RESPONSE_BYTES = 64 * 1024;
 /** Health checks in flight at most, outside the main cap. */
@@ -89,6 +89,11 @@ export class DuoHttp {
         discard(response.body);
         throw new DuoError('duo_upstream_invalid', `Duo answered the ${what} with a redirect (HTTP ${response.statusCode}); redirects are not followed. Check apiHost / apiBaseUrl.`);
       }
+      if (response.statusCode === 429) {
+        // Rate limited: what the body says changes nothing, and the wait is in the header.
+        discard(response.body);
+        throw rateLimited(what, parseRetryAfter(response.headers['retry-after']));
+      }
       if (Number.isFinite(declared) && declared > limit) {
         discard(response.body);
         throw new DuoError('duo_upstream_invalid', `Duo's answer to the ${what} is larger than ${limit} bytes; it was refused.`);
@@ -115,6 +120,9 @@ export class DuoHttp {
       return { status: response.statusCode, body };
     } catch (error) {
       if (error instanceof DuoError) throw error;
+      // Before the timeout check: a refused certificate is never "Duo is slow or down".
+      const tls = tlsFailureCode(error);
+      if (tls !== undefined) throw tlsFailure(tls, what);
       if (controller.signal.aborted || isTimeout(error)) {
         throw new DuoError('duo_timeout', `Duo did not complete the ${what} within ${this.#options.timeoutMs} ms; the call was cut off.`);
       }
@@ -140,6 +148,128 @@ function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
 function isTimeout(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT';
+}
+
+/**
+ * Duo's `Retry-After` as whole seconds from now, clamped to 1..3600: delta-seconds
+ * (`120`) or an HTTP date in the IMF-fixdate form senders must use
+ * (`Thu, 15 Jan 2026 12:01:30 GMT`). Anything else, a repeated header included,
+ * is undefined: no wait is better than a made-up one.
+ */
+export function parseRetryAfter(value: unknown, nowMs: number = Date.now()): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const text = value.trim();
+  let seconds: number;
+  if (/^[0-9]+$/.test(text)) {
+    seconds = Number(text);
+  } else {
+    // The built-in date parser is lenient; only a value it reads back to the very same text is an IMF-fixdate.
+    const at = Date.parse(text);
+    if (!Number.isFinite(at) || new Date(at).toUTCString() !== text) return undefined;
+    seconds = (at - nowMs) / 1000;
+  }
+  return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(seconds)));
+}
+
+/** HTTP 429: Duo is up and refusing this integration for now. Not retried, and never a reason to fail open. */
+export function rateLimited(what: string, retryAfterSeconds: number | undefined): DuoError {
+  const wait = retryAfterSeconds === undefined ? '' : `; Duo asks to wait ${retryAfterSeconds} s before the next call`;
+  return new DuoError(
+    'duo_rate_limited',
+    `Duo is rate-limiting this integration (HTTP 429) and refused the ${what}${wait}. Lower the rate of calls to Duo (health checks, login attempts); this is not treated as Duo being down.`,
+    retryAfterSeconds === undefined ? {} : { retryAfterSeconds },
+  );
+}
+
+/**
+ * Node's codes for a certificate it refused: X509ErrorCode() in Node's
+ * src/crypto/crypto_common.cc (`UNSPECIFIED` is its fallback), plus the
+ * hostname check of tls.checkServerIdentity.
+ */
+const CERTIFICATE_CODES: readonly string[] = [
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_CRL',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CRL_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'CERT_SIGNATURE_FAILURE',
+  'CRL_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CRL_NOT_YET_VALID',
+  'CRL_HAS_EXPIRED',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'ERROR_IN_CRL_LAST_UPDATE_FIELD',
+  'ERROR_IN_CRL_NEXT_UPDATE_FIELD',
+  'OUT_OF_MEM',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
+  'UNSPECIFIED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+];
+/** Certificate dates: the local clock may be what is wrong. */
+const DATE_CODES: ReadonlySet<string> = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD']);
+const CERTIFICATE_CODE_SET: ReadonlySet<string> = new Set(CERTIFICATE_CODES);
+
+/**
+ * The exact codes that mean TLS failed: the certificate codes, `EPROTO` (a
+ * protocol error of the TLS socket, as older Node reports handshake failures) and
+ * undici's `UND_ERR_PRX_TLS` (TLS to an https proxy). Codes starting with
+ * `ERR_TLS_` (Node's TLS layer), `ERR_SSL_` (OpenSSL's SSL library: wrong version
+ * number, handshake alerts, ...) or `ERR_OSSL_` (other OpenSSL errors, e.g. a
+ * CA that does not load) count too.
+ */
+export const TLS_FAILURE_CODES: ReadonlySet<string> = new Set([...CERTIFICATE_CODES, 'EPROTO', 'UND_ERR_PRX_TLS']);
+const TLS_CODE_PREFIXES = ['ERR_TLS_', 'ERR_SSL_', 'ERR_OSSL_'];
+/** What an error code must look like to be shown in a message. */
+const SHOWABLE_CODE = /^[A-Z0-9_]{2,64}$/;
+
+function isTlsCode(code: string): boolean {
+  return TLS_FAILURE_CODES.has(code) || TLS_CODE_PREFIXES.some((prefix) => code.startsWith(prefix));
+}
+
+/**
+ * The TLS failure in a network error, walking its `cause` chain (undici wraps
+ * socket errors): the innermost TLS code, which names the actual problem rather
+ * than a wrapper. Undefined when nothing in the chain is a TLS failure.
+ */
+export function tlsFailureCode(error: unknown): string | undefined {
+  const seen = new Set<unknown>();
+  let found: string | undefined;
+  let current: unknown = error;
+  while (current && typeof current === 'object' && !seen.has(current)) {
+    seen.add(current);
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && SHOWABLE_CODE.test(code) && isTlsCode(code)) found = code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return found;
+}
+
+/** Names the failing code and what to fix; never a URL (a proxy's may hold credentials). */
+function tlsFailure(code: string, what: string): DuoError {
+  if (CERTIFICATE_CODE_SET.has(code)) {
+    const clock = DATE_CODES.has(code) ? ", and that this server's clock is right (the certificate's dates are checked against it)" : '';
+    return new DuoError(
+      'duo_tls_failed',
+      `Duo's TLS certificate was refused in the ${what} (${code}). Behind a TLS-inspecting proxy, pass that proxy's CA certificate (PEM) in the "ca" option; otherwise check that apiHost / apiBaseUrl names Duo's API host${clock}. This is not treated as Duo being down.`,
+    );
+  }
+  return new DuoError(
+    'duo_tls_failed',
+    `The TLS handshake with Duo failed in the ${what} (${code}): the other end does not speak TLS as Duo does. Check that apiHost / apiBaseUrl names Duo's API host over https and what sits in between (a proxy); behind a TLS-inspecting proxy, pass its CA certificate (PEM) in the "ca" option. This is not treated as Duo being down.`,
+  );
 }
 
 /** A network error's code only (ECONNREFUSED, ENOTFOUND, ...): never its message, which may hold a URL. */
