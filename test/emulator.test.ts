@@ -227,6 +227,54 @@ describe('health check', () => {
     expect(auth.headers.get('location')).toBeNull();
   });
 
+  it('rate_limited: HTTP 429 with the Retry-After given, on the chosen endpoint only; our client reports duo_rate_limited', async () => {
+    emulator.setFailure('rate_limited', { endpoints: ['token'], retryAfter: 30 });
+    // The health check is not rate-limited, so a login starts and is approved.
+    await expect(client().healthCheck()).resolves.toMatchObject({ timestamp: expect.any(Number) });
+    const duo = client();
+    const login = await approvedLogin(duo);
+    const raw = await postForm('/oauth/v1/token', await tokenForm('any-code-0123456789'));
+    expect(raw.status).toBe(429);
+    expect(raw.headers.get('retry-after')).toBe('30');
+    expect(await raw.json()).toMatchObject({ stat: 'FAIL', code: 42901, message: 'Too Many Requests' });
+    const error = await expectDuoError(duo.exchangeAuthorizationCode(login.code, 'alice', login.nonce), 'duo_rate_limited');
+    expect(error.retryAfterSeconds).toBe(30);
+    expect(emulator.stats.tokenExchangesOk).toBe(0);
+    // Rate limiting refuses the call before the code is looked at: the code still works afterwards.
+    emulator.setFailure('none');
+    await expect(duo.exchangeAuthorizationCode(login.code, 'alice', login.nonce)).resolves.toMatchObject({ preferred_username: 'alice' });
+  });
+
+  it('rate_limited: by default every endpoint, without Retry-After; an HTTP date is sent verbatim', async () => {
+    emulator.setFailure('rate_limited');
+    const health = await expectDuoError(client().healthCheck(), 'duo_rate_limited');
+    expect(health.retryAfterSeconds).toBeUndefined();
+    const auth = await fetch(authorizeUrl(await requestJwt()), { redirect: 'manual' });
+    expect(auth.status).toBe(429);
+    expect(auth.headers.get('location')).toBeNull();
+    expect(auth.headers.get('retry-after')).toBeNull();
+    expect((await postForm('/oauth/v1/token', await tokenForm('x'))).status).toBe(429);
+    const date = new Date(Date.now() + 120_000).toUTCString();
+    emulator.setFailure('rate_limited', { endpoints: ['health'], retryAfter: date });
+    const raw = await postForm('/oauth/v1/health_check', { client_id: emulator.clientId, client_assertion: await assertion('/oauth/v1/health_check') });
+    expect(raw.headers.get('retry-after')).toBe(date);
+    const error = await expectDuoError(client().healthCheck(), 'duo_rate_limited');
+    expect(error.retryAfterSeconds).toBeGreaterThan(100);
+    expect(error.retryAfterSeconds).toBeLessThanOrEqual(120);
+    // reset() clears it.
+    emulator.reset();
+    await expect(client().healthCheck()).resolves.toMatchObject({ timestamp: expect.any(Number) });
+  });
+
+  it('refuses a retryAfter that is not a whole number of seconds or a printable header value', () => {
+    for (const retryAfter of [0, 30, 86_400, 'Thu, 15 Jan 2026 12:01:30 GMT', 'soon']) {
+      expect(() => emulator.setFailure('rate_limited', { retryAfter }), String(retryAfter)).not.toThrow();
+    }
+    for (const retryAfter of [-1, 1.5, Number.NaN, '', 'a\r\nset-cookie: x=1', 'x'.repeat(300)]) {
+      expect(() => emulator.setFailure('rate_limited', { retryAfter: retryAfter as never }), String(retryAfter)).toThrow(TypeError);
+    }
+  });
+
   it('a failure can be limited to some endpoints', async () => {
     emulator.setFailure('http_500', { endpoints: ['token'] });
     await expect(client().healthCheck()).resolves.toMatchObject({ timestamp: expect.any(Number) });

@@ -54,6 +54,7 @@ export type DuoEmulatorFailure =
   | 'none'
   | 'health_fail'
   | 'http_500'
+  | 'rate_limited'
   | 'no_answer'
   | 'malformed'
   | 'slow'
@@ -83,6 +84,12 @@ export interface DuoEmulatorFailureOptions {
   endpoints?: DuoEmulatorEndpoint[];
   /** For `slow`: the delay before answering, in milliseconds; default 1000. */
   slowMs?: number;
+  /**
+   * For `rate_limited`: the `Retry-After` sent with the 429, either whole seconds
+   * or a header value sent verbatim (an HTTP date, or anything a client should
+   * cope with). Default: no `Retry-After`.
+   */
+  retryAfter?: number | string;
 }
 
 export interface DuoEmulatorStats {
@@ -164,7 +171,7 @@ const TOKEN_FAILURES: ReadonlySet<string> = new Set<DuoEmulatorFailure>([
   'token_response_no_id_token',
   'token_type_not_bearer',
 ]);
-const FAILURES: ReadonlySet<string> = new Set<string>(['none', 'health_fail', 'http_500', 'no_answer', 'malformed', 'slow', ...TOKEN_FAILURES]);
+const FAILURES: ReadonlySet<string> = new Set<string>(['none', 'health_fail', 'http_500', 'rate_limited', 'no_answer', 'malformed', 'slow', ...TOKEN_FAILURES]);
 
 type Route = DuoEmulatorEndpoint | 'decision';
 const ROUTES: ReadonlyMap<string, { route: Route; method: string }> = new Map([
@@ -225,6 +232,7 @@ export class DuoEmulator {
   #failure: DuoEmulatorFailure = 'none';
   #failureEndpoints: ReadonlySet<DuoEmulatorEndpoint> = new Set();
   #slowMs = 1000;
+  #retryAfter: string | undefined;
   #clockOffsetSeconds = 0;
   #stats: DuoEmulatorStats = zeroStats();
   #lastAuthorizeRequest: DuoEmulatorAuthorizeRequest | undefined;
@@ -294,6 +302,11 @@ export class DuoEmulator {
    * Makes the emulator fail in one way until `setFailure('none')`. By default a
    * failure hits the endpoints it is about: `health_fail` the health check,
    * `token_*` the token call, the others all three endpoints.
+   *
+   * `rate_limited` answers HTTP 429 as Duo does when an integration sends too
+   * many requests (JSON `{stat: "FAIL", code: 42901, message: "Too Many
+   * Requests"}`, a page for the browser's authorize request), with `retryAfter`
+   * as its `Retry-After`, before looking at the request: a code stays unused.
    */
   setFailure(failure: DuoEmulatorFailure, options: DuoEmulatorFailureOptions = {}): void {
     if (!FAILURES.has(failure)) throw new TypeError(`Unknown Duo emulator failure ${JSON.stringify(failure)}.`);
@@ -303,8 +316,17 @@ export class DuoEmulator {
     }
     const slowMs = options.slowMs ?? 1000;
     if (!Number.isFinite(slowMs) || slowMs < 0 || slowMs > 600_000) throw new TypeError('setFailure: slowMs must be 0 to 600000.');
+    const retryAfter = options.retryAfter;
+    const retryAfterOk =
+      retryAfter === undefined ||
+      (typeof retryAfter === 'number' && Number.isInteger(retryAfter) && retryAfter >= 0 && retryAfter <= 86_400) ||
+      (typeof retryAfter === 'string' && /^[\x20-\x7e]{1,256}$/.test(retryAfter));
+    if (!retryAfterOk) {
+      throw new TypeError('setFailure: retryAfter must be whole seconds from 0 to 86400, or a header value of 1 to 256 printable ASCII characters.');
+    }
     this.#failure = failure;
     this.#slowMs = slowMs;
+    this.#retryAfter = retryAfter === undefined ? undefined : String(retryAfter);
     this.#failureEndpoints = new Set(endpoints ?? defaultEndpoints(failure));
   }
 
@@ -474,6 +496,16 @@ export class DuoEmulator {
         this.#html(req, res, 500, renderErrorPage('Server error', 'Duo is unavailable (emulated HTTP 500).'), 'http_500 (failure)', path);
       } else {
         this.#json(req, res, 500, this.#failBody(50000, 'Internal server error'), 'http_500 (failure)', path);
+      }
+      return;
+    }
+    if (failure === 'rate_limited') {
+      req.resume();
+      const headers: OutgoingHttpHeaders = this.#retryAfter === undefined ? {} : { 'retry-after': this.#retryAfter };
+      if (route === 'authorize') {
+        this.#html(req, res, 429, renderErrorPage('Too many requests', 'Duo is rate-limiting this application (emulated HTTP 429).'), 'rate_limited (failure)', path, headers);
+      } else {
+        this.#json(req, res, 429, this.#failBody(42901, 'Too Many Requests'), 'rate_limited (failure)', path, headers);
       }
       return;
     }
