@@ -22,7 +22,11 @@ export interface DuoClientOptions {
   timeoutMs?: number;
   /** Extra trusted CA certificates (PEM) for Duo's TLS, e.g. behind a TLS-inspecting proxy. */
   ca?: string | Buffer | Array<string | Buffer>;
-  /** An HTTP(S) proxy URL for calls to Duo, e.g. `http://proxy.internal:3128`. */
+  /**
+   * An HTTP(S) proxy URL for calls to Duo, e.g. `http://proxy.internal:3128`, with
+   * `user:password@` when the proxy wants them (sent as Proxy-Authorization). The
+   * credentials go to the HTTP client only: the resolved configuration shows them as `***`.
+   */
   proxy?: string;
   /**
    * How the id_token's `preferred_username` is compared with the username the login
@@ -54,6 +58,11 @@ export interface ResolvedDuoClientConfig extends DuoEndpoints {
   readonly maxConcurrentRequests: number;
   readonly clockSkewWarningSeconds: number;
   readonly ca?: string | Buffer | Array<string | Buffer>;
+  /**
+   * The proxy, for display: its user and password, if any, replaced by `***`
+   * (`http://***:***@proxy.internal:3128/`). The credentials themselves are never
+   * kept in the configuration, so no log, inspect or JSON of it can show them.
+   */
   readonly proxy?: string;
 }
 
@@ -137,6 +146,15 @@ function checkRedirectUri(value: string): void {
   if (isIP(url.hostname.replace(/^\[|\]$/g, '')) !== 0) fail('redirectUri', 'must use a hostname, not an IP address (Duo requires it).');
 }
 
+/** The proxy URL with any user and password replaced by `***`; as given when it has none. */
+function printableProxy(proxy: string): string {
+  const url = new URL(proxy);
+  if (!url.username && !url.password) return proxy;
+  if (url.username) url.username = '***';
+  if (url.password) url.password = '***';
+  return url.href;
+}
+
 function checkInteger(options: Record<string, unknown>, option: string, fallback: number, min: number, max: number): number {
   const value = options[option];
   if (value === undefined) return fallback;
@@ -194,6 +212,6 @@ export function resolveClientConfig(input: DuoClientOptions): ResolvedDuoClientC
     maxConcurrentRequests: checkInteger(options, 'maxConcurrentRequests', 128, 1, 100_000),
     clockSkewWarningSeconds: checkInteger(options, 'clockSkewWarningSeconds', 30, 1, 3600),
     ...(ca === undefined ? {} : { ca: ca as ResolvedDuoClientConfig['ca'] }),
-    ...(options.proxy === undefined ? {} : { proxy: options.proxy as string }),
+    ...(options.proxy === undefined ? {} : { proxy: printableProxy(options.proxy as string) }),
   });
 }

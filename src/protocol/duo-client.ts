@@ -38,7 +38,8 @@ export class DuoClient {
       maxConcurrentRequests: this.config.maxConcurrentRequests,
       userAgent: `nestjs-duo/${NESTJS_DUO_VERSION} node/${process.versions.node}`,
       ...(this.config.ca === undefined ? {} : { ca: this.config.ca }),
-      ...(this.config.proxy === undefined ? {} : { proxy: this.config.proxy }),
+      // The proxy URL as given, credentials included, goes to the HTTP client alone (config.proxy hides them).
+      ...(options.proxy === undefined ? {} : { proxy: options.proxy }),
     });
   }
 

@@ -123,6 +123,8 @@ export class DuoHttp {
       // Before the timeout check: a refused certificate is never "Duo is slow or down".
       const tls = tlsFailureCode(error);
       if (tls !== undefined) throw tlsFailure(tls, what);
+      const proxyStatus = proxyRefusal(error);
+      if (proxyStatus !== undefined) throw proxyRefused(proxyStatus, what);
       if (controller.signal.aborted || isTimeout(error)) {
         throw new DuoError('duo_timeout', `Duo did not complete the ${what} within ${this.#options.timeoutMs} ms; the call was cut off.`);
       }
@@ -270,6 +272,42 @@ function tlsFailure(code: string, what: string): DuoError {
     'duo_tls_failed',
     `The TLS handshake with Duo failed in the ${what} (${code}): the other end does not speak TLS as Duo does. Check that apiHost / apiBaseUrl names Duo's API host over https and what sits in between (a proxy); behind a TLS-inspecting proxy, pass its CA certificate (PEM) in the "ca" option. This is not treated as Duo being down.`,
   );
+}
+
+/**
+ * The HTTP status a proxy refused the tunnel to Duo with, from undici's error
+ * ("Proxy response (407) !== 200 when HTTP Tunneling"). Only the number is read:
+ * undici's text is never copied into our messages.
+ */
+function proxyRefusal(error: unknown): number | undefined {
+  const seen = new Set<unknown>();
+  let current: unknown = error;
+  while (current && typeof current === 'object' && !seen.has(current)) {
+    seen.add(current);
+    const message = (current as { message?: unknown }).message;
+    if (typeof message === 'string') {
+      const status = /^Proxy response \(([1-5][0-9]{2})\) !== 200 when HTTP Tunneling$/.exec(message)?.[1] ?? /^Proxy Authentication Required \((407)\)$/.exec(message)?.[1];
+      if (status !== undefined) return Number(status);
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * A proxy that refuses us (407 credentials, 403 policy, ...) is a configuration
+ * to fix, not Duo being down: duo_request_rejected. A proxy that cannot reach Duo
+ * (5xx) is reported as Duo unavailable.
+ */
+function proxyRefused(status: number, what: string): DuoError {
+  if (status >= 500) {
+    return new DuoError('duo_unavailable', `The proxy could not reach Duo for the ${what} (it answered HTTP ${status}). Check the network path from the proxy to Duo.`);
+  }
+  const fix =
+    status === 407
+      ? 'it wants other credentials: check the user and password in the "proxy" option'
+      : "check that the proxy allows CONNECT to Duo's API host";
+  return new DuoError('duo_request_rejected', `The proxy refused the tunnel to Duo for the ${what} (HTTP ${status}); ${fix}.`);
 }
 
 /** A network error's code only (ECONNREFUSED, ENOTFOUND, ...): never its message, which may hold a URL. */
