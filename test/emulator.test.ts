@@ -461,11 +461,25 @@ describe('authorize', () => {
     });
   });
 
-  it('a nonce in the query wins over the one in the request JWT', async () => {
+  it.each<[string, { jwt?: string; query?: string }, string]>([
+    ['in the query alone (as Python and Java send it)', { query: 'Q'.repeat(32) }, 'Q'.repeat(32)],
+    ['in the request JWT alone (as Node and PHP send it)', { jwt: 'J'.repeat(32) }, 'J'.repeat(32)],
+    ['in both, the same value (as nestjs-duo sends it)', { jwt: 'B'.repeat(32), query: 'B'.repeat(32) }, 'B'.repeat(32)],
+  ])('a nonce %s is taken and echoed in the id_token', async (_name, where, echoed) => {
     const duo = client();
-    const location = new URL(await emulator.authorize(authorizeUrl(await requestJwt({ nonce: 'J'.repeat(32) }), { nonce: 'Q'.repeat(32) })));
-    const claims = await duo.exchangeAuthorizationCode(location.searchParams.get('duo_code')!, 'alice', 'Q'.repeat(32));
-    expect(claims.nonce).toBe('Q'.repeat(32));
+    const request = await requestJwt(where.jwt === undefined ? {} : { nonce: where.jwt });
+    const location = new URL(await emulator.authorize(authorizeUrl(request, where.query === undefined ? {} : { nonce: where.query })));
+    expect(emulator.lastAuthorizeRequest?.nonce).toBe(echoed);
+    const claims = await duo.exchangeAuthorizationCode(location.searchParams.get('duo_code')!, 'alice', echoed);
+    expect(claims.nonce).toBe(echoed);
+  });
+
+  it('a query nonce that differs from the request JWT\'s is a bad request: 400, no code', async () => {
+    const res = await fetch(authorizeUrl(await requestJwt({ nonce: 'J'.repeat(32) }), { nonce: 'Q'.repeat(32) }), { redirect: 'manual' });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('location')).toBeNull();
+    expect(await res.text()).toMatch(/nonce differs between the query and the request JWT/);
+    expect(emulator.stats.codesIssued).toBe(0);
   });
 
   const bad: Array<[string, () => Promise<string>]> = [
@@ -616,7 +630,7 @@ describe('token exchange', () => {
   });
 
   it('an unknown code is invalid_grant', async () => {
-    await expectDuoError(client().exchangeAuthorizationCode('no-such-code-1234', 'alice'), 'code_invalid');
+    await expectDuoError(client().exchangeAuthorizationCode('no-such-code-1234', 'alice', 'n0nce-0123456789abcdef'), 'code_invalid');
   });
 
   it('codes expire after codeTtlSeconds', async () => {

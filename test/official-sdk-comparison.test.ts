@@ -7,7 +7,7 @@
 import { Client as OfficialClient } from '@duosecurity/duo_universal';
 import { Agent as HttpsAgent } from 'node:https';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DuoClient, DuoError } from '../src/index.js';
+import { DuoClient, DuoError, expectNoNonce } from '../src/index.js';
 import { DuoEmulator, type DuoEmulatorFailure } from '../src/testing/index.js';
 import { selfSignedCertificate } from './support/tls.js';
 
@@ -76,16 +76,30 @@ describe('id_tokens the official SDK accepts and nestjs-duo refuses', () => {
   });
 });
 
+describe('the nonce: the official SDK lets a caller leave it out without a word; nestjs-duo needs an explicit choice', () => {
+  it('a code of a login that had a nonce, exchanged without it', async () => {
+    // The official SDK checks a nonce only when given one: leaving it out passes, silently.
+    const first = await ourCode('alice');
+    await expect(official.exchangeAuthorizationCodeFor2FAResult(first.code, 'alice')).resolves.toMatchObject({ nonce: first.nonce });
+    // nestjs-duo: leaving it out is a compile error (so the call is cast here, as JavaScript would make it) and input_invalid...
+    const second = await ourCode('alice');
+    const omitted = ours.exchangeAuthorizationCode as unknown as (code: string, username: string) => Promise<unknown>;
+    await expect(omitted.call(ours, second.code, 'alice')).rejects.toMatchObject({ code: 'input_invalid' });
+    // ...and saying "this login had no nonce" about a token that carries one is refused.
+    await expect(ours.exchangeAuthorizationCode(second.code, 'alice', expectNoNonce)).rejects.toMatchObject({ code: 'nonce_mismatch' });
+  });
+});
+
 describe('inputs and configuration the official SDK accepts and nestjs-duo refuses', () => {
   it('a state with "+" and spaces (comes back as a space and breaks logins at random)', async () => {
     const state = 'abc+def ghi+jkl mno+pqrs';
     await expect(official.createAuthUrl('alice', state)).resolves.toContain('authorize');
-    await expect(ours.createAuthUrl('alice', state)).rejects.toMatchObject({ code: 'state_invalid' });
+    await expect(ours.createAuthUrl('alice', state, { nonce: ours.generateNonce() })).rejects.toMatchObject({ code: 'state_invalid' });
   });
 
   it('a username with control characters', async () => {
     await expect(official.createAuthUrl('alice\r\nbob', official.generateState())).resolves.toContain('authorize');
-    await expect(ours.createAuthUrl('alice\r\nbob', ours.generateState())).rejects.toMatchObject({ code: 'input_invalid' });
+    await expect(ours.createAuthUrl('alice\r\nbob', ours.generateState(), { nonce: ours.generateNonce() })).rejects.toMatchObject({ code: 'input_invalid' });
   });
 
   it.each([

@@ -4,7 +4,8 @@ import { DuoError, upstreamText } from './errors.js';
 import { DuoHttp, rateLimited } from './http.js';
 import { HsKey, JwtVerifyError, epochSeconds, signJwt, verifyJwt } from './jwt.js';
 import { MAX_STATE_LENGTH, MIN_STATE_LENGTH, generateJti, generateNonce, generateState, isWellFormedState } from './random.js';
-import type { DuoAuthorization, DuoAuthUrlOptions, DuoHealthCheckResult, DuoIdTokenClaims } from './types.js';
+import { expectNoNonce, type DuoNonce } from './nonce.js';
+import type { DuoAuthorization, DuoAuthUrlExtras, DuoAuthUrlOptions, DuoHealthCheckResult, DuoIdTokenClaims } from './types.js';
 import { NESTJS_DUO_VERSION } from './version.js';
 
 /** Checks beyond the username and nonce. */
@@ -88,20 +89,25 @@ export class DuoClient {
 
   /**
    * Starts one authorization: a fresh state and nonce and the URL to send the
-   * browser to. Keep `state` and `nonce` server-side for the callback.
+   * browser to. Keep `state` and `nonce` server-side for the callback. The way
+   * to start a login; `createAuthUrl()` is for callers that make their own.
    */
-  async startAuthorization(username: string, options: Omit<DuoAuthUrlOptions, 'nonce'> = {}): Promise<DuoAuthorization> {
+  async startAuthorization(username: string, options: DuoAuthUrlExtras = {}): Promise<DuoAuthorization> {
     const state = generateState();
     const nonce = generateNonce();
     const url = await this.createAuthUrl(username, state, { ...options, nonce });
     return { url, state, nonce };
   }
 
-  /** The URL of Duo's prompt for this user, with a signed request JWT. */
-  async createAuthUrl(username: string, state: string, options: DuoAuthUrlOptions = {}): Promise<string> {
+  /**
+   * The URL of Duo's prompt for this user, with a signed request JWT (Duo's SDK
+   * name). `options.nonce` is required: the login's nonce, sent in the request
+   * JWT and as the `nonce` query parameter, or `expectNoNonce` to send none.
+   */
+  async createAuthUrl(username: string, state: string, options: DuoAuthUrlOptions): Promise<string> {
     checkUsername(username);
     checkOpaque('state', state);
-    if (options.nonce !== undefined) checkOpaque('nonce', options.nonce);
+    const nonce = checkNonceChoice((options as Partial<DuoAuthUrlOptions> | undefined)?.nonce, 'createAuthUrl', CREATE_WITHOUT_NONCE);
     const now = epochSeconds();
     const claims: JWTPayload = {
       response_type: 'code',
@@ -116,7 +122,7 @@ export class DuoClient {
       iat: now,
       exp: now + JWT_LIFETIME_SECONDS,
     };
-    if (options.nonce !== undefined) claims.nonce = options.nonce;
+    if (nonce !== undefined) claims.nonce = nonce;
     if (options.destAppName !== undefined) claims.dest_app_name = checkText('destAppName', options.destAppName);
     if (options.displayUsername !== undefined) claims.display_username = checkText('displayUsername', options.displayUsername);
     if (options.maxAge !== undefined) {
@@ -133,18 +139,22 @@ export class DuoClient {
       redirect_uri: this.config.redirectUri,
       scope: 'openid',
     });
+    // Python's and Java's SDKs send the nonce here, Node's and PHP's in the JWT: both, one value, and Duo echoes it either way.
+    if (nonce !== undefined) query.set('nonce', nonce);
     return `${this.config.authorizeUrl}?${query.toString()}`;
   }
 
   /**
    * Exchanges the code from Duo's callback for the verified id_token claims.
-   * Throws a DuoError unless Duo says this very user passed (and, when a nonce
-   * was sent, that this very flow did).
+   * Throws a DuoError unless Duo says this very user passed in this very login:
+   * `nonce` is the one the login was started with (`startAuthorization()`
+   * returns it), or `expectNoNonce` for a login started without one, and then
+   * the token must carry none.
    */
-  async exchangeAuthorizationCode(code: string, username: string, nonce?: string, checks: DuoTokenChecks = {}): Promise<DuoIdTokenClaims> {
+  async exchangeAuthorizationCode(code: string, username: string, nonce: DuoNonce, checks: DuoTokenChecks = {}): Promise<DuoIdTokenClaims> {
     checkCode(code);
     checkUsername(username);
-    if (nonce !== undefined) checkOpaque('nonce', nonce);
+    checkNonceChoice(nonce, 'exchangeAuthorizationCode', EXCHANGE_WITHOUT_NONCE);
     const url = this.config.tokenUrl;
     const { status, body } = await this.#http.postForm(
       url,
@@ -173,13 +183,17 @@ export class DuoClient {
     return this.verifyIdToken(answer.id_token, username, nonce, checks);
   }
 
-  /** Duo's SDK name for exchangeAuthorizationCode(). */
-  exchangeAuthorizationCodeFor2FAResult(code: string, username: string, nonce?: string): Promise<DuoIdTokenClaims> {
-    return this.exchangeAuthorizationCode(code, username, nonce);
+  /** Duo's SDK name for exchangeAuthorizationCode(): the same nonce rule. */
+  exchangeAuthorizationCodeFor2FAResult(code: string, username: string, nonce: DuoNonce, checks: DuoTokenChecks = {}): Promise<DuoIdTokenClaims> {
+    return this.exchangeAuthorizationCode(code, username, nonce, checks);
   }
 
-  /** Every id_token check, each failure named. Exposed for users who receive tokens another way. */
-  async verifyIdToken(idToken: string, username: string, nonce?: string, checks: DuoTokenChecks = {}): Promise<DuoIdTokenClaims> {
+  /**
+   * Every id_token check, each failure named. Exposed for users who receive
+   * tokens another way; `nonce` as for exchangeAuthorizationCode().
+   */
+  async verifyIdToken(idToken: string, username: string, nonce: DuoNonce, checks: DuoTokenChecks = {}): Promise<DuoIdTokenClaims> {
+    const expected = checkNonceChoice(nonce, 'verifyIdToken', EXCHANGE_WITHOUT_NONCE);
     let payload: JWTPayload;
     try {
       payload = await verifyJwt(this.#key, idToken, CLOCK_LEEWAY_SECONDS);
@@ -204,7 +218,14 @@ export class DuoClient {
     if (!sameUsername(payload.preferred_username, username, this.config.usernameMatch === 'case-insensitive')) {
       throw new DuoError('username_mismatch', 'Duo verified a different user than the one who started this login; the second factor does not count.');
     }
-    if (nonce !== undefined && payload.nonce !== nonce) {
+    if (expected === undefined) {
+      if (payload.nonce !== undefined) {
+        throw new DuoError(
+          'nonce_mismatch',
+          'The id_token carries a nonce, but this login was started without one (expectNoNonce): it belongs to another login; the second factor does not count.',
+        );
+      }
+    } else if (payload.nonce !== expected) {
       throw new DuoError('nonce_mismatch', 'The id_token belongs to another login (nonce mismatch); the second factor does not count.');
     }
     if (checks.maxAge !== undefined) {
@@ -288,6 +309,22 @@ function checkOpaque(name: 'state' | 'nonce', value: unknown): asserts value is 
     throw new DuoError(code, `The ${name} must be ${MIN_STATE_LENGTH} to ${MAX_STATE_LENGTH} characters long.`);
   }
   throw new DuoError(code, `The ${name} may contain only URL-safe characters (A-Z a-z 0-9 - . _ ~).`);
+}
+
+const CREATE_WITHOUT_NONCE =
+  'createAuthUrl needs options.nonce: a fresh generateNonce(), kept with the state and passed again to the exchange (startAuthorization() does all of it). To send none, pass { nonce: expectNoNonce } explicitly: the id_token is then bound to the user only, not to this login.';
+const EXCHANGE_WITHOUT_NONCE =
+  'needs the nonce the login was started with (startAuthorization() returns it), or expectNoNonce, explicitly, for a login started without one.';
+
+/**
+ * The nonce of a call, or undefined for the explicit `expectNoNonce`. Anything
+ * else missing or malformed is input_invalid: the check is never skipped by omission.
+ */
+function checkNonceChoice(nonce: unknown, call: string, missing: string): string | undefined {
+  if (nonce === expectNoNonce) return undefined;
+  if (nonce === undefined) throw new DuoError('input_invalid', missing.startsWith(call) ? missing : `${call} ${missing}`);
+  checkOpaque('nonce', nonce);
+  return nonce;
 }
 
 function checkCode(code: unknown): asserts code is string {

@@ -1,3 +1,5 @@
+import type { DuoNonce } from './nonce.js';
+
 /** What Duo's health check told us. */
 export interface DuoHealthCheckResult {
   /** Duo's clock, Unix seconds. */
@@ -60,10 +62,8 @@ export interface DuoIdTokenClaims {
   [claim: string]: unknown;
 }
 
-/** Optional parameters of the authorize request that Duo documents; sent only when set. */
-export interface DuoAuthUrlOptions {
-  /** Echoed back in the id_token and checked there. Strongly recommended; `startAuthorization()` always sets one. */
-  nonce?: string;
+/** The optional parameters of the authorize request that Duo documents; each sent only when set. */
+export interface DuoAuthUrlExtras {
   /** The application name shown to the user in Duo Mobile. */
   destAppName?: string;
   /** The name shown to the user in the prompt, in place of the username. */
@@ -72,6 +72,20 @@ export interface DuoAuthUrlOptions {
   maxAge?: number;
   /** Forces an interactive authentication (Duo's `prompt=login`). */
   promptLogin?: boolean;
+}
+
+/** What `createAuthUrl()` takes: the login's nonce (required) and the optional parameters. */
+export interface DuoAuthUrlOptions extends DuoAuthUrlExtras {
+  /**
+   * Required. A fresh random value (`generateNonce()`, 16 to 1024 URL-safe
+   * characters), kept server-side with the state and passed again to
+   * `exchangeAuthorizationCode()`: Duo echoes it in the id_token, which binds
+   * the token to this very login. Sent in the request JWT and as the `nonce`
+   * query parameter, one value, so Duo echoes it whichever it reads.
+   * `expectNoNonce` sends none, explicitly (see there why not to).
+   * `startAuthorization()` makes one itself.
+   */
+  nonce: DuoNonce;
 }
 
 /** One started authorization: send the browser to `url`, keep `state` and `nonce` server-side. */

@@ -657,8 +657,15 @@ export class DuoEmulator {
     if (typeof username !== 'string' || username.length === 0 || username.length > 1024) return refuse('duo_uname is missing.');
     const useDuoCode = claims.use_duo_code_attribute;
     if (useDuoCode !== undefined && typeof useDuoCode !== 'boolean') return refuse('use_duo_code_attribute must be a boolean.');
-    // Duo documents that a nonce in the query wins over the one in the JWT (Python's SDK sends it there).
-    const nonce = params.get('nonce') ?? claims.nonce;
+    // The nonce may come in the query (Python's and Java's SDKs), in the request JWT (Node's, PHP's), or both.
+    // Duo documents that the query wins; two different values are refused here, so a client that sends
+    // one thing and checks another is caught instead of passing by luck.
+    const queryNonce = params.get('nonce');
+    const jwtNonce = claims.nonce;
+    if (queryNonce !== undefined && jwtNonce !== undefined && queryNonce !== jwtNonce) {
+      return refuse('The nonce differs between the query and the request JWT.');
+    }
+    const nonce = queryNonce ?? jwtNonce;
     if (nonce !== undefined && (typeof nonce !== 'string' || nonce.length < 16 || nonce.length > 1024)) {
       return refuse('The nonce must be 16 to 1024 characters.');
     }

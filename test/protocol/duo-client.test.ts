@@ -1,6 +1,6 @@
 import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DuoClient, type DuoAuthUrlOptions } from '../../src/protocol/index.js';
+import { DuoClient, expectNoNonce, type DuoAuthUrlOptions } from '../../src/protocol/index.js';
 import {
   API_HOST,
   CLIENT_ID,
@@ -17,6 +17,8 @@ import {
 const BASE_URL = `https://${API_HOST}`;
 const STATE = 'st4te-Of-This.Login_~0123456789';
 const NONCE = 'n0nce-Of-This.Login_~0123456789';
+/** The nonce option of the tests that are about something else. */
+const WITH_NONCE = { nonce: NONCE } as const;
 
 let client: DuoClient;
 beforeAll(() => {
@@ -38,25 +40,34 @@ async function parseAuthUrl(url: string): Promise<{ url: URL; query: Record<stri
 }
 
 describe('createAuthUrl', () => {
-  it('points at the authorize endpoint with exactly the Node SDK query', async () => {
-    const { url, query } = await parseAuthUrl(await client.createAuthUrl('alice', STATE));
+  it('points at the authorize endpoint with the Node SDK query plus the nonce (as the Python SDK sends it)', async () => {
+    const { url, query, claims } = await parseAuthUrl(await client.createAuthUrl('alice', STATE, WITH_NONCE));
     expect(`${url.origin}${url.pathname}`).toBe(`${BASE_URL}/oauth/v1/authorize`);
     expect(url.hash).toBe('');
-    expect(Object.keys(query).sort()).toEqual(['client_id', 'redirect_uri', 'request', 'response_type', 'scope']);
+    expect(Object.keys(query).sort()).toEqual(['client_id', 'nonce', 'redirect_uri', 'request', 'response_type', 'scope']);
     expect(query.response_type).toBe('code');
     expect(query.client_id).toBe(CLIENT_ID);
     expect(query.redirect_uri).toBe(REDIRECT_URI);
     expect(query.scope).toBe('openid');
-    // No state, nonce or username travels outside the signed JWT.
+    // The nonce is the same in the query and in the JWT.
+    expect(query.nonce).toBe(NONCE);
+    expect(claims.nonce).toBe(NONCE);
+    // No state or username travels outside the signed JWT.
     expect(url.search).not.toContain(STATE);
     expect(url.search).not.toContain('alice');
+  });
+
+  it('with expectNoNonce: exactly the Node SDK query, and no nonce claim', async () => {
+    const { query, claims } = await parseAuthUrl(await client.createAuthUrl('alice', STATE, { nonce: expectNoNonce }));
+    expect(Object.keys(query).sort()).toEqual(['client_id', 'redirect_uri', 'request', 'response_type', 'scope']);
+    expect(claims).not.toHaveProperty('nonce');
   });
 
   it('URL-encodes the redirect_uri (a query string in it survives)', async () => {
     const redirectUri = 'https://app.example.com/duo/callback?next=%2Fhome&x=1';
     const other = new DuoClient(validOptions({ redirectUri }));
     try {
-      const raw = await other.createAuthUrl('alice', STATE);
+      const raw = await other.createAuthUrl('alice', STATE, WITH_NONCE);
       expect(raw).toContain(`redirect_uri=${encodeURIComponent(redirectUri)}`);
       const { query, claims } = await parseAuthUrl(raw);
       expect(query.redirect_uri).toBe(redirectUri);
@@ -68,7 +79,7 @@ describe('createAuthUrl', () => {
 
   it('signs an HS512 request JWT with every claim Duo needs', async () => {
     const before = nowSeconds();
-    const { claims, header } = await parseAuthUrl(await client.createAuthUrl('alice', STATE));
+    const { claims, header } = await parseAuthUrl(await client.createAuthUrl('alice', STATE, { nonce: expectNoNonce }));
     expect(header.alg).toBe('HS512');
     expect(claims).toMatchObject({
       response_type: 'code',
@@ -92,7 +103,7 @@ describe('createAuthUrl', () => {
   it('uses apiBaseUrl as the audience when set', async () => {
     const local = new DuoClient(localOptions('http://127.0.0.1:4000'));
     try {
-      const url = await local.createAuthUrl('alice', STATE);
+      const url = await local.createAuthUrl('alice', STATE, WITH_NONCE);
       expect(url.startsWith('http://127.0.0.1:4000/oauth/v1/authorize?')).toBe(true);
       const request = new URL(url).searchParams.get('request') ?? '';
       const { payload } = await jwtVerify(request, SECRET_BYTES, { algorithms: ['HS512'], audience: 'http://127.0.0.1:4000' });
@@ -102,7 +113,7 @@ describe('createAuthUrl', () => {
     }
   });
 
-  it('puts the nonce and the optional claims in only when given', async () => {
+  it('puts the optional claims in only when given', async () => {
     const options: DuoAuthUrlOptions = { nonce: NONCE, destAppName: 'My App', displayUsername: 'Alice Smith', maxAge: 3600, promptLogin: true };
     const { claims } = await parseAuthUrl(await client.createAuthUrl('alice', STATE, options));
     expect(claims.nonce).toBe(NONCE);
@@ -113,22 +124,21 @@ describe('createAuthUrl', () => {
   });
 
   it('sends max_age 0 (force re-authentication), and no prompt when promptLogin is false', async () => {
-    const { claims } = await parseAuthUrl(await client.createAuthUrl('alice', STATE, { maxAge: 0, promptLogin: false }));
+    const { claims } = await parseAuthUrl(await client.createAuthUrl('alice', STATE, { nonce: NONCE, maxAge: 0, promptLogin: false }));
     expect(claims.max_age).toBe(0);
     expect(claims).not.toHaveProperty('prompt');
-    expect(claims).not.toHaveProperty('nonce');
   });
 
   it('keeps a username with spaces, @ and non-ASCII letters verbatim in duo_uname', async () => {
     for (const username of ['alice@example.com', 'DOMAIN\\alice', 'Zoë Müller', 'a b']) {
-      const { claims } = await parseAuthUrl(await client.createAuthUrl(username, STATE));
+      const { claims } = await parseAuthUrl(await client.createAuthUrl(username, STATE, WITH_NONCE));
       expect(claims.duo_uname).toBe(username);
     }
   });
 
   it('accepts a state of 16 and of 1024 URL-safe characters', async () => {
     for (const state of ['a'.repeat(16), 'B'.repeat(1024), 'Az09-._~Az09-._~']) {
-      const { claims } = await parseAuthUrl(await client.createAuthUrl('alice', state));
+      const { claims } = await parseAuthUrl(await client.createAuthUrl('alice', state, WITH_NONCE));
       expect(claims.state).toBe(state);
     }
   });
@@ -148,7 +158,7 @@ describe('createAuthUrl', () => {
     ['a newline', 'Qz9Qz9Qz9\nQz9Qz9Qz9Qz9'],
     ['non-ASCII letters', 'Qz9Qz9Qz9éQz9Qz9Qz9Qz9'],
   ])('refuses a state with %s', async (_name, state) => {
-    await expectDuoError(() => client.createAuthUrl('alice', state as string), 'state_invalid', [typeof state === 'string' ? state : undefined]);
+    await expectDuoError(() => client.createAuthUrl('alice', state as string, WITH_NONCE), 'state_invalid', [typeof state === 'string' ? state : undefined]);
   });
 
   it.each<[string, unknown]>([
@@ -163,7 +173,7 @@ describe('createAuthUrl', () => {
     ['a tab', 'alice\tbob'],
     ['more than 512 characters', 'u'.repeat(513)],
   ])('refuses a username that is %s', async (_name, username) => {
-    await expectDuoError(() => client.createAuthUrl(username as string, STATE), 'input_invalid', [STATE]);
+    await expectDuoError(() => client.createAuthUrl(username as string, STATE, WITH_NONCE), 'input_invalid', [STATE]);
   });
 
   it.each<[string, unknown]>([
@@ -173,7 +183,7 @@ describe('createAuthUrl', () => {
     ['Infinity', Number.POSITIVE_INFINITY],
     ['a string', '60'],
   ])('refuses maxAge %s', async (_name, maxAge) => {
-    await expectDuoError(() => client.createAuthUrl('alice', STATE, { maxAge: maxAge as number }), 'input_invalid', [STATE]);
+    await expectDuoError(() => client.createAuthUrl('alice', STATE, { nonce: NONCE, maxAge: maxAge as number }), 'input_invalid', [STATE]);
   });
 
   it.each<[string, DuoAuthUrlOptions]>([
@@ -181,16 +191,16 @@ describe('createAuthUrl', () => {
     ['a nonce of 1025 characters', { nonce: 'n'.repeat(1025) }],
     ['a nonce with a "+"', { nonce: 'nnnnnnnn+nnnnnnnnnn' }],
     ['a non-string nonce', { nonce: 12 as unknown as string }],
-    ['an empty destAppName', { destAppName: '' }],
-    ['a destAppName of 257 characters', { destAppName: 'd'.repeat(257) }],
-    ['a non-string displayUsername', { displayUsername: 5 as unknown as string }],
+    ['an empty destAppName', { nonce: NONCE, destAppName: '' }],
+    ['a destAppName of 257 characters', { nonce: NONCE, destAppName: 'd'.repeat(257) }],
+    ['a non-string displayUsername', { nonce: NONCE, displayUsername: 5 as unknown as string }],
   ])('refuses %s', async (_name, options) => {
     await expectDuoError(() => client.createAuthUrl('alice', STATE, options), 'input_invalid', [STATE]);
   });
 
   it('signs a fresh JWT each time (exp moves with the clock, never reused)', async () => {
-    const first = await client.createAuthUrl('alice', STATE);
-    const second = await client.createAuthUrl('bob', STATE);
+    const first = await client.createAuthUrl('alice', STATE, WITH_NONCE);
+    const second = await client.createAuthUrl('bob', STATE, WITH_NONCE);
     expect(first).not.toBe(second);
   });
 });
@@ -238,21 +248,21 @@ describe('exchangeAuthorizationCode: bad inputs are refused before any call to D
   });
 
   it.each<[string, unknown, unknown, unknown]>([
-    ['an empty code', '', 'alice', undefined],
-    ['a non-string code', 12345678, 'alice', undefined],
-    ['a null code', null, 'alice', undefined],
-    ['a code over 1024 characters', 'c'.repeat(1025), 'alice', undefined],
-    ['a code with a space', 'code with space 123', 'alice', undefined],
-    ['a code with a newline', 'codeABCDEFGH\nX', 'alice', undefined],
-    ['a code with non-ASCII', 'codeABCDEFGHé', 'alice', undefined],
-    ['an empty username', 'goodCode12345678', '', undefined],
-    ['a non-string username', 'goodCode12345678', 7, undefined],
-    ['a username with a control character', 'goodCode12345678', 'alice\u0000', undefined],
+    ['an empty code', '', 'alice', NONCE],
+    ['a non-string code', 12345678, 'alice', NONCE],
+    ['a null code', null, 'alice', NONCE],
+    ['a code over 1024 characters', 'c'.repeat(1025), 'alice', NONCE],
+    ['a code with a space', 'code with space 123', 'alice', NONCE],
+    ['a code with a newline', 'codeABCDEFGH\nX', 'alice', NONCE],
+    ['a code with non-ASCII', 'codeABCDEFGHé', 'alice', NONCE],
+    ['an empty username', 'goodCode12345678', '', NONCE],
+    ['a non-string username', 'goodCode12345678', 7, NONCE],
+    ['a username with a control character', 'goodCode12345678', 'alice\u0000', NONCE],
     ['a short nonce', 'goodCode12345678', 'alice', 'short'],
     ['a nonce with a space', 'goodCode12345678', 'alice', 'nonce with a space 1234'],
   ])('refuses %s with input_invalid', async (_name, code, username, nonce) => {
     await expectDuoError(
-      () => local.exchangeAuthorizationCode(code as string, username as string, nonce as string | undefined),
+      () => local.exchangeAuthorizationCode(code as string, username as string, nonce as string),
       'input_invalid',
       [typeof code === 'string' ? code : undefined],
     );

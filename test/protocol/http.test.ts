@@ -272,10 +272,10 @@ describe('DuoHttp: connection reuse and the cap on calls in flight', () => {
       healthy(req, res, undefined as never);
     });
     const client = duo(server.url, { maxConcurrentRequests: 1 });
-    const first = client.exchangeAuthorizationCode('first-code', 'alice');
+    const first = client.exchangeAuthorizationCode('first-code', 'alice', 'n0nce-0123456789abcdef');
     await vi.waitFor(() => expect(client.inFlight).toBe(1), { timeout: 1000, interval: 5 });
     const started = Date.now();
-    const error = await expectDuoError(client.exchangeAuthorizationCode('second-code', 'alice'), 'duo_overloaded');
+    const error = await expectDuoError(client.exchangeAuthorizationCode('second-code', 'alice', 'n0nce-0123456789abcdef'), 'duo_overloaded');
     expect(Date.now() - started).toBeLessThan(100);
     expect(error.status).toBe(503);
     // A full cap is not "Duo is down": health checks have a lane of their own.
@@ -283,7 +283,7 @@ describe('DuoHttp: connection reuse and the cap on calls in flight', () => {
     await expectDuoError(first, 'code_invalid');
     expect(client.inFlight).toBe(0);
     // Once the first call is done, the next one goes through.
-    await expectDuoError(client.exchangeAuthorizationCode('third-code', 'alice'), 'code_invalid');
+    await expectDuoError(client.exchangeAuthorizationCode('third-code', 'alice', 'n0nce-0123456789abcdef'), 'code_invalid');
     expect(server.requests.filter((r) => r.path.endsWith('/token'))).toHaveLength(2);
   });
 

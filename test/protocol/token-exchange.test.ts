@@ -1,6 +1,6 @@
 import { SignJWT, UnsecuredJWT, decodeProtectedHeader, generateKeyPair, jwtVerify, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DuoClient, type DuoClientOptions, type DuoErrorCode } from '../../src/protocol/index.js';
+import { DuoClient, expectNoNonce, type DuoClientOptions, type DuoErrorCode, type DuoNonce } from '../../src/protocol/index.js';
 import {
   CLIENT_ID,
   CLIENT_SECRET,
@@ -177,8 +177,8 @@ interface Row {
   token: (base: string) => Promise<string> | string;
   expect: Outcome;
   username?: string;
-  /** The nonce given to exchangeAuthorizationCode; null for none. */
-  nonce?: string | null;
+  /** The nonce given to exchangeAuthorizationCode; default NONCE. */
+  nonce?: DuoNonce;
   options?: Partial<DuoClientOptions>;
 }
 
@@ -282,7 +282,8 @@ const rows: Row[] = [
   },
   { name: 'nonce of another login', token: (b) => hs512(b, (c) => void (c.nonce = 'nonce-of-another-login-000000')), expect: 'nonce_mismatch' },
   { name: 'nonce missing when one was sent', token: (b) => hs512(b, (c) => void delete c.nonce), expect: 'nonce_mismatch' },
-  { name: 'a nonce in the token when none was sent', token: (b) => hs512(b, () => undefined), nonce: null, expect: 'ok' },
+  { name: 'a nonce in the token when the login had none (expectNoNonce): another login\'s token', token: (b) => hs512(b, () => undefined), nonce: expectNoNonce, expect: 'nonce_mismatch' },
+  { name: 'no nonce in the token, and the login had none (expectNoNonce)', token: (b) => hs512(b, (c) => void delete c.nonce), nonce: expectNoNonce, expect: 'ok' },
   { name: 'auth_result missing', token: (b) => hs512(b, (c) => void delete c.auth_result), expect: 'second_factor_denied' },
   { name: 'auth_result status deny', token: (b) => hs512(b, (c) => void (c.auth_result = { result: 'deny', status: 'deny', status_msg: 'Login denied' })), expect: 'second_factor_denied' },
   { name: 'auth_result status fraud', token: (b) => hs512(b, (c) => void (c.auth_result = { result: 'deny', status: 'fraud' })), expect: 'second_factor_denied' },
@@ -296,7 +297,7 @@ describe('token exchange: id_token checks', () => {
     answer = () => tokenAnswer(idToken);
     const used = row.options ? clientWith(row.options) : client;
     const username = row.username ?? 'alice';
-    const nonce = row.nonce === null ? undefined : (row.nonce ?? NONCE);
+    const nonce = row.nonce ?? NONCE;
     const call = used.exchangeAuthorizationCode(CODE, username, nonce);
     if (row.expect === 'ok') {
       const claims = await call;
@@ -317,8 +318,8 @@ describe('token exchange: id_token checks', () => {
   });
 
   it('verifyIdToken refuses a non-string token', async () => {
-    await expectDuoError(client.verifyIdToken(undefined as unknown as string, 'alice'), 'token_invalid');
-    await expectDuoError(client.verifyIdToken('', 'alice'), 'token_invalid');
+    await expectDuoError(client.verifyIdToken(undefined as unknown as string, 'alice', NONCE), 'token_invalid');
+    await expectDuoError(client.verifyIdToken('', 'alice', NONCE), 'token_invalid');
   });
 
   it('verifyIdToken accepts a good token directly', async () => {
