@@ -1,11 +1,18 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertChromiumInstalled, launchChromium } from './chromium.js';
 import { assertSampleBuilt, ROOT, startSampleApp, type SampleApp } from './sample-app.js';
 
-const SCREENSHOTS = join(ROOT, 'docs/screenshots');
+/**
+ * Where the screenshots go: a temporary directory, removed afterwards, so that a
+ * test run changes no tracked file. `npm run screenshots` sets SCREENSHOTS_DIR
+ * to docs/screenshots (vitest.screenshots.config.ts) to refresh the README's images.
+ */
+const SCREENSHOTS_DIR = process.env.SCREENSHOTS_DIR ? resolve(ROOT, process.env.SCREENSHOTS_DIR) : undefined;
+const SCREENSHOTS = SCREENSHOTS_DIR ?? mkdtempSync(join(tmpdir(), 'nestjs-duo-screenshots-'));
 /** Short, so the test can wait it out; long enough that a page opened right after Duo is still fresh. */
 const STEP_UP_SECONDS = 4;
 
@@ -76,6 +83,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
+  if (!SCREENSHOTS_DIR) rmSync(SCREENSHOTS, { recursive: true, force: true });
 });
 
 describe('the sample app in Chromium, with the emulator in prompt mode', () => {
