@@ -26,7 +26,7 @@ function packageOf(file) {
 let checks = 0;
 function ok(message) {
   checks += 1;
-  console.log(`ok ${checks} - ${message}`);
+  console.log(`  ok ${checks} - ${message}`);
 }
 
 /** A tiny cookie jar for the one session cookie. */
@@ -190,7 +190,7 @@ async function main() {
 }
 
 const timer = setTimeout(() => {
-  console.error(`not ok - timed out after ${TIMEOUT_MS / 1000} s`);
+  console.error(`  not ok - timed out after ${TIMEOUT_MS / 1000} s`);
   process.exit(1);
 }, TIMEOUT_MS);
 timer.unref();
@@ -200,7 +200,7 @@ main().then(
     process.exitCode = 0;
   },
   (error) => {
-    console.error(`not ok ${checks + 1} - ${error && error.stack ? error.stack : error}`);
+    console.error(`  not ok ${checks + 1} - ${error && error.stack ? error.stack : error}`);
     process.exitCode = 1;
   },
 );
