@@ -4,7 +4,7 @@
  * rounds after a warm-up. No network: both only sign a request JWT.
  */
 import { Client as DuoSdkClient } from '@duosecurity/duo_universal';
-import { DuoClient } from '../src/protocol/index.js';
+import { DuoClient, expectNoNonce } from '../src/protocol/index.js';
 import { log, ratioRow, type ResultRow } from './stats.js';
 
 const CLIENT_ID = 'DIBENCHMARK000000001';
@@ -43,7 +43,8 @@ export async function benchAuthUrl(options: AuthUrlOptions = {}): Promise<Result
   const concurrency = options.concurrency ?? 1;
   const ours = new DuoClient({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, apiHost: API_HOST, redirectUri: REDIRECT_URI });
   const theirs = new DuoSdkClient({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, apiHost: API_HOST, redirectUrl: REDIRECT_URI });
-  const oursFn = (): Promise<string> => ours.createAuthUrl(USERNAME, STATE);
+  // Like the official SDK 3.0, which sends no nonce: the same work on both sides.
+  const oursFn = (): Promise<string> => ours.createAuthUrl(USERNAME, STATE, { nonce: expectNoNonce });
   const theirsFn = (): Promise<string> => theirs.createAuthUrl(USERNAME, STATE);
 
   // Same request JWT claims apart from what each adds (nestjs-duo: iat; the SDK: nothing more): check both produce a URL.

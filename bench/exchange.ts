@@ -83,6 +83,7 @@ export async function benchExchange(options: ExchangeOptions = {}): Promise<Resu
     const sdkStarts = async (n: number) =>
       Promise.all(Array.from({ length: n }, async () => ({ url: await sdk.createAuthUrl(USERNAME, sdk.generateState()) })));
     const oursExchange = async ({ code, nonce }: Minted): Promise<void> => {
+      if (!nonce) throw new Error('no nonce');
       const claims = await ours.exchangeAuthorizationCode(code, USERNAME, nonce);
       if (claims.preferred_username !== USERNAME) throw new Error('wrong user');
     };

@@ -60,8 +60,16 @@ export class DuoCallbackGuard extends AuthGuard(DUO_STRATEGY) {
     const http = context.switchToHttp();
     const request = http.getRequest<DuoRequest>();
     const adapter = this.adapterHost.httpAdapter;
-    adapter.setHeader(http.getResponse(), 'Cache-Control', 'no-store');
-    adapter.setHeader(http.getResponse(), 'Referrer-Policy', 'no-referrer');
+    const response = http.getResponse<unknown>();
+    adapter.setHeader(response, 'Cache-Control', 'no-store');
+    adapter.setHeader(response, 'Referrer-Policy', 'no-referrer');
+    // GET routes answer HEAD too (Express, and Fastify's exposeHeadRoutes). Only a browser's GET may
+    // spend the code: a link scanner's or prefetcher's HEAD must not complete someone's login.
+    if (adapter.getRequestMethod(request) !== 'GET') {
+      adapter.setHeader(response, 'Allow', 'GET');
+      adapter.reply(response, undefined, 405);
+      return neverSettles();
+    }
     try {
       const state = singleQueryValue(request, 'state').value;
       // A reload of a callback that already succeeded lands where the first one did, without calling Duo.
@@ -81,6 +89,8 @@ export class DuoCallbackGuard extends AuthGuard(DUO_STRATEGY) {
       request[DUO_CALLBACK_RESULT] = outcome;
       return true;
     } catch (error) {
+      // A failed callback leaves the session as it found it (no write, no cookie change).
+      if (request.session && typeof request.session === 'object') SecondFactorSession.of(request).discardChanges();
       if (error instanceof DuoHttpException) throw error;
       const duoError = isDuoError(error) ? error : new DuoError('duo_upstream_invalid', 'The Duo callback could not be completed.');
       const retryPath = request[DUO_RETRY_PATH];
@@ -93,6 +103,15 @@ export class DuoCallbackGuard extends AuthGuard(DUO_STRATEGY) {
     if (!user) throw new DuoError('second_factor_denied', 'The second factor was not passed.');
     return user as TUser;
   }
+}
+
+/**
+ * For a request the guard has answered itself: the route, its interceptors and
+ * the exception filters never run, and nothing else writes to the response (as
+ * @nestjs/passport does when a strategy redirects).
+ */
+export function neverSettles(): Promise<boolean> {
+  return new Promise<boolean>(() => undefined);
 }
 
 /** Ends the callback in a 303 to the return target, unless the handler returned its own `{ url }`. */

@@ -1,5 +1,5 @@
 import { Catch, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
-import { HttpAdapterHost } from '@nestjs/core';
+import { HttpAdapterHost, type AbstractHttpAdapter } from '@nestjs/core';
 import { DuoHttpException, type DuoErrorBody } from './duo.exception.js';
 import type { DuoRequest } from './duo.options.js';
 import { wantsJson } from './request.util.js';
@@ -47,26 +47,33 @@ export class DuoExceptionFilter implements ExceptionFilter<DuoHttpException> {
   catch(exception: DuoHttpException, host: ArgumentsHost): DuoHttpException | void {
     // GraphQL and other transports render errors themselves: hand the exception back.
     if (host.getType() !== 'http') return exception;
-    const adapter = this.adapterHost.httpAdapter;
     const http = host.switchToHttp();
-    const request = http.getRequest<DuoRequest>();
-    const response = http.getResponse<unknown>();
-    if (adapter.isHeadersSent(response)) {
-      adapter.end(response);
-      return;
-    }
-    adapter.setHeader(response, 'Cache-Control', 'no-store');
-    adapter.setHeader(response, 'Referrer-Policy', 'no-referrer');
-    if (exception.redirectTo) {
-      adapter.redirect(response, 303, exception.redirectTo);
-      return;
-    }
-    const body = exception.getResponse() as DuoErrorBody;
-    if (wantsJson(request)) {
-      adapter.reply(response, body, exception.getStatus());
-      return;
-    }
-    adapter.setHeader(response, 'Content-Type', 'text/html; charset=utf-8');
-    adapter.reply(response, renderDuoErrorPage(body, exception.retryPath), exception.getStatus());
+    writeDuoAnswer(this.adapterHost.httpAdapter, http.getRequest<DuoRequest>(), http.getResponse<unknown>(), exception);
   }
+}
+
+/**
+ * Writes the answer for a DuoHttpException through the HTTP adapter: the filter
+ * uses it, and so does the guard for the answers it gives itself (the 303 to Duo,
+ * the 401 with `location`), which must not depend on the app's exception filters.
+ */
+export function writeDuoAnswer(adapter: AbstractHttpAdapter, request: DuoRequest, response: unknown, exception: DuoHttpException): void {
+  if (adapter.isHeadersSent(response)) {
+    adapter.end(response);
+    return;
+  }
+  adapter.setHeader(response, 'Cache-Control', 'no-store');
+  adapter.setHeader(response, 'Referrer-Policy', 'no-referrer');
+  if (exception.redirectTo) {
+    adapter.redirect(response, 303, exception.redirectTo);
+    return;
+  }
+  if (exception.retryAfterSeconds !== undefined) adapter.setHeader(response, 'Retry-After', String(exception.retryAfterSeconds));
+  const body = exception.getResponse() as DuoErrorBody;
+  if (wantsJson(request)) {
+    adapter.reply(response, body, exception.getStatus());
+    return;
+  }
+  adapter.setHeader(response, 'Content-Type', 'text/html; charset=utf-8');
+  adapter.reply(response, renderDuoErrorPage(body, exception.retryPath), exception.getStatus());
 }

@@ -27,6 +27,11 @@ export interface DuoPassedEvent extends DuoEventBase {
 export interface DuoFailedEvent extends DuoEventBase {
   type: 'second_factor_failed';
   code: DuoErrorCode;
+  /**
+   * Callbacks without a user (unknown or malformed state) are reported at most
+   * once per 10 s: how many like it were left out since the last one reported.
+   */
+  suppressed?: number;
 }
 
 /** Fail mode `open` let a user through without Duo because Duo was unreachable or unhealthy. */

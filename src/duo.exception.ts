@@ -20,13 +20,18 @@ export class DuoHttpException extends HttpException {
   /** Where the HTML page's "start again" link points. */
   readonly retryPath: string;
 
-  constructor(error: DuoError, options: { redirectTo?: string; location?: string; retryPath?: string; status?: number } = {}) {
-    const status = options.status ?? error.status;
+  /** Sent as `Retry-After` (seconds): Duo's own, passed on when Duo rate-limits us. */
+  readonly retryAfterSeconds?: number;
+
+  constructor(error: DuoError, options: { redirectTo?: string; location?: string; retryPath?: string } = {}) {
+    const status = error.status;
     const body: DuoErrorBody = { statusCode: status, error: error.code, message: error.message };
     if (options.location) body.location = options.location;
     super(body, status);
     this.code = error.code;
     this.retryPath = options.retryPath ?? '/';
     if (options.redirectTo) this.redirectTo = options.redirectTo;
+    const retryAfter = (error as { retryAfterSeconds?: unknown }).retryAfterSeconds;
+    if (typeof retryAfter === 'number' && Number.isInteger(retryAfter) && retryAfter > 0) this.retryAfterSeconds = retryAfter;
   }
 }

@@ -39,8 +39,18 @@ export interface DuoModuleOptions extends DuoClientOptions {
   transactionStore?: DuoTransactionStore;
   /** Sent to Duo as `dest_app_name`, shown to the user in Duo Mobile. */
   appName?: string;
-  /** Called for every audit event (prompt started, passed, failed, bypassed). No secrets are in them. */
-  onEvent?: (event: DuoEvent) => void;
-  /** Warn at startup about session cookie settings that break or weaken the flow. Default true. */
+  /**
+   * Called for every audit event (prompt started, passed, failed, bypassed). No
+   * secrets are in them. It may be async; a hook that throws or rejects is logged
+   * and never stops a login.
+   */
+  onEvent?: (event: DuoEvent) => unknown;
+  /** Warn, at the first protected request, about session cookie settings that break or weaken the flow. Default true. */
   checkSessionCookie?: boolean;
+  /**
+   * Deadline of each session-store call the callback makes (reload, regenerate,
+   * save), in milliseconds: a hung store answers 503 instead of holding the
+   * request. Default 2000.
+   */
+  sessionTimeoutMs?: number;
 }

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { Subject, type Observable } from 'rxjs';
 import { DUO_MODULE_OPTIONS } from './duo.module-definition.js';
 import type { DuoEvent } from './duo.events.js';
@@ -8,28 +8,25 @@ import {
   DuoConfigError,
   DuoError,
   isDuoError,
+  type DuoAuthUrlExtras,
   type DuoAuthUrlOptions,
   type DuoAuthorization,
   type DuoErrorCode,
+  type DuoNonce,
+  type DuoTokenChecks,
   type DuoHealthCheckResult,
   type DuoIdTokenClaims,
 } from './protocol/index.js';
 import { isWellFormedState } from './protocol/random.js';
 import { hasQueryParam, safeReturnTo, singleQueryValue } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
-import { SessionTransactionStore, type BypassMarker, type DuoTransactionStore, type PendingTransaction, type VerifiedMarker } from './transaction.store.js';
+import { SessionTransactionStore, type BypassMarker, type DuoSessionData, type DuoTransactionStore, type PendingTransaction, type VerifiedMarker } from './transaction.store.js';
+import { Throttle } from './throttle.js';
+import { DuoHealth, FAIL_OPEN_MIN_TIMEOUT_MS } from './duo-health.js';
 
 /** Where a failed callback's page points its "start again" link, once the pending login is known. */
 export const DUO_RETRY_PATH = 'duoRetryPath';
 
-/**
- * Health-check failures that fail mode `open` may let through: Duo unreachable or
- * unhealthy, nothing else. Not `duo_overloaded`: a full cap of our own says
- * nothing about Duo, and letting users through for it would be a bypass anyone
- * could trigger by starting logins.
- */
-const FAIL_OPEN_CODES: ReadonlySet<DuoErrorCode> = new Set(['duo_unavailable', 'duo_timeout']);
-const FAILED_HEALTH_RETRY_MS = 5_000;
 
 /** What the guard does next for a session without a (fresh enough) second factor. */
 export type SecondFactorStart =
@@ -40,6 +37,8 @@ export type SecondFactorStart =
 export interface SecondFactorResult {
   username: string;
   returnTo: string;
+  /** The session binding the pending login carried. */
+  binding: string;
   verified: VerifiedMarker;
   claims: DuoIdTokenClaims;
 }
@@ -52,6 +51,7 @@ interface ResolvedModuleSettings {
   bypassTtlMs: number;
   loginPath?: string;
   appName?: string;
+  sessionTimeoutMs: number;
 }
 
 /**
@@ -60,26 +60,40 @@ interface ResolvedModuleSettings {
  * logins, the verified marker, clock-skew warning, logs and audit events).
  */
 @Injectable()
-export class DuoService implements OnModuleDestroy {
+export class DuoService implements OnModuleDestroy, OnApplicationBootstrap {
   readonly client: DuoClient;
   readonly settings: ResolvedModuleSettings;
   readonly store: DuoTransactionStore;
   readonly callbackPath: string;
+  /** This Duo application, as markers name it: `clientId@host`. */
+  readonly application: string;
   readonly #logger = new Logger('DuoModule');
   readonly #events = new Subject<DuoEvent>();
-  readonly #onEvent?: (event: DuoEvent) => void;
+  readonly #onEvent?: (event: DuoEvent) => unknown;
   readonly #getUsername: (request: DuoRequest) => string | undefined | null;
-  #health?: { until: number; result?: DuoHealthCheckResult; error?: DuoError };
+  readonly #health: DuoHealth;
   #cookieChecked = false;
-  #healthInFlight?: Promise<DuoHealthCheckResult>;
+  /** Duo's clock minus ours, from the last health check that answered. */
+  #clockOffsetSeconds = 0;
+  readonly #anonymousFailures = new Throttle(10_000);
 
   readonly #checkCookie: boolean;
 
   constructor(@Inject(DUO_MODULE_OPTIONS) options: DuoModuleOptions) {
     this.client = new DuoClient(options);
-    hideSecret(options);
+    hideSecrets(options);
     this.#checkCookie = options.checkSessionCookie !== false;
     this.settings = resolveSettings(options);
+    if (this.settings.failMode === 'open' && options.timeoutMs !== undefined && options.timeoutMs < FAIL_OPEN_MIN_TIMEOUT_MS) {
+      throw new DuoConfigError(
+        `Duo option "timeoutMs" must be at least ${FAIL_OPEN_MIN_TIMEOUT_MS} with failMode "open": a shorter deadline turns a slow Duo into a bypass.`,
+      );
+    }
+    this.#health = new DuoHealth(
+      this.client,
+      { failMode: this.settings.failMode, healthCheckCacheMs: this.settings.healthCheckCacheMs, timeoutMs: this.client.config.timeoutMs, bypassTtlMs: this.settings.bypassTtlMs },
+      this.#logger,
+    );
     this.store = options.transactionStore ?? new SessionTransactionStore();
     if (options.transactionStore !== undefined) {
       const store = options.transactionStore as Partial<DuoTransactionStore> | null;
@@ -96,6 +110,7 @@ export class DuoService implements OnModuleDestroy {
     this.#getUsername = options.getUsername ?? defaultGetUsername;
     this.#onEvent = options.onEvent;
     this.callbackPath = new URL(this.client.config.redirectUri).pathname;
+    this.application = `${this.client.config.clientId}@${new URL(this.client.config.baseUrl).host}`;
   }
 
   /** Audit events: prompt started, second factor passed, failed, bypassed. No secrets in them. */
@@ -105,28 +120,31 @@ export class DuoService implements OnModuleDestroy {
 
   // ---- Duo's Web SDK v4 workflow, by its names ----
 
-  /** Asks Duo whether it can take a login now; warns when this server's clock is off. */
+  /** Asks Duo whether it can take a login now (a fresh call); warns when this server's clock is off. */
   async healthCheck(): Promise<DuoHealthCheckResult> {
-    const result = await this.client.healthCheck();
-    if (result.clockSkewWarning) this.#logger.warn(result.clockSkewWarning);
-    return result;
+    return this.#remember(await this.#health.refresh());
   }
 
   generateState(): string {
     return this.client.generateState();
   }
 
-  createAuthUrl(username: string, state: string, options?: DuoAuthUrlOptions): Promise<string> {
+  /**
+   * The prompt URL for a state you made and keep. `options.nonce` is required:
+   * the nonce you keep with the state, or `expectNoNonce` to go without one, explicitly.
+   */
+  createAuthUrl(username: string, state: string, options: DuoAuthUrlOptions): Promise<string> {
     return this.client.createAuthUrl(username, state, options);
   }
 
   /** A fresh state and nonce and the prompt URL; keep both for the callback. */
-  startAuthorization(username: string, options?: Omit<DuoAuthUrlOptions, 'nonce'>): Promise<DuoAuthorization> {
+  startAuthorization(username: string, options?: DuoAuthUrlExtras): Promise<DuoAuthorization> {
     return this.client.startAuthorization(username, options);
   }
 
-  exchangeAuthorizationCodeFor2FAResult(code: string, username: string, nonce?: string): Promise<DuoIdTokenClaims> {
-    return this.client.exchangeAuthorizationCode(code, username, nonce);
+  /** The verified claims for Duo's code. `nonce` is the one sent with the login, or `expectNoNonce`, explicitly. */
+  exchangeAuthorizationCodeFor2FAResult(code: string, username: string, nonce: DuoNonce, checks?: DuoTokenChecks): Promise<DuoIdTokenClaims> {
+    return this.client.exchangeAuthorizationCode(code, username, nonce, checks);
   }
 
   // ---- What the guard and the callback use ----
@@ -164,27 +182,12 @@ export class DuoService implements OnModuleDestroy {
 
   /** A health check, cached: healthy answers for `healthCheckCacheSeconds`, failures for 5 s; concurrent callers share one call. */
   async cachedHealthCheck(): Promise<DuoHealthCheckResult> {
-    const now = Date.now();
-    const cached = this.#health;
-    if (cached && cached.until > now) {
-      if (cached.error) throw cached.error;
-      return cached.result!;
-    }
-    this.#healthInFlight ??= this.healthCheck()
-      .then((result) => {
-        this.#health = { until: Date.now() + this.settings.healthCheckCacheMs, result };
-        return result;
-      })
-      .catch((error: unknown) => {
-        const duoError = isDuoError(error) ? error : new DuoError('duo_unavailable', 'The Duo health check failed unexpectedly.');
-        // Our own cap being full says nothing about Duo: not remembered.
-        if (duoError.code !== 'duo_overloaded') this.#health = { until: Date.now() + FAILED_HEALTH_RETRY_MS, error: duoError };
-        throw duoError;
-      })
-      .finally(() => {
-        this.#healthInFlight = undefined;
-      });
-    return this.#healthInFlight;
+    return this.#remember(await this.#health.check());
+  }
+
+  #remember(result: DuoHealthCheckResult): DuoHealthCheckResult {
+    this.#clockOffsetSeconds = result.clockOffsetSeconds;
+    return result;
   }
 
   /**
@@ -198,10 +201,11 @@ export class DuoService implements OnModuleDestroy {
     try {
       await this.cachedHealthCheck();
     } catch (error) {
-      const duoError = error as DuoError;
-      if (this.settings.failMode === 'open' && FAIL_OPEN_CODES.has(duoError.code) && maxAge === undefined) {
+      const duoError = isDuoError(error) ? error : new DuoError('duo_upstream_invalid', 'The Duo health check failed unexpectedly.');
+      // Step-up logins never fail open, so they never spend a confirming health check either.
+      if (maxAge === undefined && (await this.#health.mayFailOpen(duoError))) {
         const now = Date.now();
-        session.markBypassed({ username, at: now, until: now + this.settings.bypassTtlMs, reason: duoError.code });
+        session.markBypassed({ username, app: this.application, at: now, until: now + this.settings.bypassTtlMs, reason: duoError.code });
         this.#logger.warn(`Fail mode "open": user "${printable(username)}" let through WITHOUT a second factor because Duo is unavailable (${duoError.code}).`);
         this.emit({ type: 'second_factor_bypassed', at: now, username, reason: duoError.code });
         return { kind: 'bypass', reason: duoError.code };
@@ -209,7 +213,7 @@ export class DuoService implements OnModuleDestroy {
       this.emit({ type: 'second_factor_failed', at: Date.now(), username, code: duoError.code });
       throw duoError;
     }
-    const extras: Omit<DuoAuthUrlOptions, 'nonce'> = {};
+    const extras: DuoAuthUrlExtras = {};
     if (this.settings.appName !== undefined) extras.destAppName = this.settings.appName;
     if (maxAge !== undefined) extras.maxAge = maxAge;
     const authorization = await this.client.startAuthorization(username, extras);
@@ -224,7 +228,7 @@ export class DuoService implements OnModuleDestroy {
       expiresAt: now + this.settings.transactionTtlMs,
       ...(maxAge === undefined ? {} : { maxAge }),
     };
-    await this.#storeCall(() => this.store.create(transaction, this.#storeContext(session, true)));
+    await this.#storeCall(() => this.store.create(transaction, this.#storeContext(session.writable())));
     this.emit({ type: 'prompt_started', at: now, username, ...(maxAge === undefined ? {} : { maxAge }) });
     return { kind: 'redirect', url: authorization.url, transaction };
   }
@@ -245,7 +249,9 @@ export class DuoService implements OnModuleDestroy {
         throw new DuoError('state_invalid', 'The callback state is malformed. Start the login again.');
       }
       const session = SecondFactorSession.of(request);
-      const transaction = await this.#storeCall(() => this.store.take(state.value!, this.#storeContext(session)));
+      // A session that never started a login has nothing to take: it is not given module data to write into.
+      const context = session.existing.binding === undefined ? this.#storeContext({}) : this.#storeContext(session.writable());
+      const transaction = await this.#storeCall(() => this.store.take(state.value!, context));
       if (!transaction) {
         throw new DuoError('state_unknown', 'This sign-in response is unknown, already used, or belongs to another session. Start the login again.');
       }
@@ -280,29 +286,64 @@ export class DuoService implements OnModuleDestroy {
         transaction.maxAge === undefined ? {} : { maxAge: transaction.maxAge },
       );
       // Duo answered a token call: a remembered health failure is out of date.
-      if (this.#health?.error) this.#health = undefined;
+      this.#health.markAnswered();
+      const now = Date.now();
+      // Duo's auth_time is Duo's clock: turned into ours with the offset the health check measured.
+      const authAt = typeof claims.auth_time === 'number' ? (claims.auth_time - this.#clockOffsetSeconds) * 1000 : now;
       const verified: VerifiedMarker = {
         username: transaction.username,
-        at: Date.now(),
+        app: this.application,
+        at: Math.min(now, authAt),
         ...(typeof claims.auth_context?.factor === 'string' ? { factor: claims.auth_context.factor } : {}),
         ...(typeof claims.auth_context?.txid === 'string' ? { txid: claims.auth_context.txid } : {}),
         ...(typeof claims.auth_time === 'number' ? { authTime: claims.auth_time } : {}),
         ...(Array.isArray(claims.amr) ? { amr: claims.amr.filter((item): item is string => typeof item === 'string') } : {}),
       };
-      return { username: transaction.username, returnTo: transaction.returnTo, verified, claims };
+      return { username: transaction.username, returnTo: transaction.returnTo, binding: transaction.binding, verified, claims };
     } catch (error) {
       const duoError = isDuoError(error) ? error : new DuoError('duo_upstream_invalid', 'The Duo callback failed unexpectedly.');
-      this.emit({ type: 'second_factor_failed', at: Date.now(), code: duoError.code, ...(username ? { username } : {}) });
-      this.#logger.warn(`Duo callback refused${username ? ` for user "${printable(username)}"` : ''}: ${duoError.code}.`);
+      this.#callbackFailed(duoError, username);
       throw duoError;
     }
+  }
+
+  /**
+   * A refused callback: an event and a warning. Callbacks that name no user (an
+   * unknown or malformed state, no session) cost an attacker nothing to send, so
+   * those are reported at most once per 10 s, with the count of the ones left out.
+   */
+  #callbackFailed(error: DuoError, username: string | undefined): void {
+    const at = Date.now();
+    if (username) {
+      this.emit({ type: 'second_factor_failed', at, code: error.code, username });
+      this.#logger.warn(`Duo callback refused for user "${printable(username)}": ${error.code}.`);
+      return;
+    }
+    const suppressed = this.#anonymousFailures.pass(at);
+    if (suppressed === undefined) return;
+    this.emit({ type: 'second_factor_failed', at, code: error.code, ...(suppressed > 0 ? { suppressed } : {}) });
+    const more = suppressed > 0 ? ` (${suppressed} more such callbacks in the last 10 s were not logged)` : '';
+    this.#logger.warn(`Duo callback refused: ${error.code}${more}.`);
   }
 
   /** Records a completed callback in the session (new session id) and announces it. */
   async recordSuccess(raw: object, result: SecondFactorResult, state: string): Promise<void> {
     const request = raw as DuoRequest;
     const session = SecondFactorSession.of(request);
-    await session.markVerified(result.verified, { state, returnTo: result.returnTo, until: Date.now() + this.settings.transactionTtlMs });
+    try {
+      await session.recordVerified({
+        marker: result.verified,
+        completed: { state, returnTo: result.returnTo, until: Date.now() + this.settings.transactionTtlMs },
+        binding: result.binding,
+        username: result.username,
+        usernameOf: (view) => this.usernameOf(view),
+        timeoutMs: this.settings.sessionTimeoutMs,
+      });
+    } catch (error) {
+      const duoError = isDuoError(error) ? error : new DuoError('session_unavailable', 'The second factor could not be recorded in the session.');
+      this.#callbackFailed(duoError, result.username);
+      throw duoError;
+    }
     this.emit({
       type: 'second_factor_passed',
       at: result.verified.at,
@@ -317,7 +358,7 @@ export class DuoService implements OnModuleDestroy {
     const request = raw as DuoRequest;
     const username = this.usernameOf(request);
     if (!username) return undefined;
-    return SecondFactorSession.of(request).verifiedFor(username, maxAge);
+    return SecondFactorSession.of(request).verifiedFor(username, this.application, maxAge);
   }
 
   /** The fail-open bypass marker for the current user, if Duo was skipped for this session and the bypass still runs. */
@@ -325,18 +366,29 @@ export class DuoService implements OnModuleDestroy {
     const request = raw as DuoRequest;
     const username = this.usernameOf(request);
     if (!username) return undefined;
-    return SecondFactorSession.of(request).bypassFor(username);
+    return SecondFactorSession.of(request).bypassFor(username, this.application);
   }
 
   emit(event: DuoEvent): void {
     this.#events.next(event);
-    if (this.#onEvent) {
-      try {
-        this.#onEvent(event);
-      } catch {
-        this.#logger.error(`The onEvent hook threw for a "${event.type}" event; the event was dropped for it.`);
+    if (!this.#onEvent) return;
+    const dropped = (): void => {
+      this.#logger.error(`The onEvent hook failed for a "${event.type}" event; the event was dropped for it. Catch errors inside the hook (an audit sink that is down must not stop logins).`);
+    };
+    try {
+      const result: unknown = this.#onEvent(event);
+      // An async hook's rejection would be an unhandled rejection, which ends the process.
+      if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+        Promise.resolve(result as PromiseLike<unknown>).catch(dropped);
       }
+    } catch {
+      dropped();
     }
+  }
+
+  /** With fail mode `open`: a warning, and one health check whose failure is logged as an error. */
+  async onApplicationBootstrap(): Promise<void> {
+    await this.#health.onBootstrap();
   }
 
   async onModuleDestroy(): Promise<void> {
@@ -351,8 +403,8 @@ export class DuoService implements OnModuleDestroy {
   }
 
   /** For a take, the session is only read; for a create, the module's data is made. */
-  #storeContext(session: SecondFactorSession, write = false) {
-    return { session: write ? session.data : session.existing, maxPendingPerSession: this.settings.maxPendingPerSession };
+  #storeContext(data: DuoSessionData) {
+    return { session: data, maxPendingPerSession: this.settings.maxPendingPerSession };
   }
 
   async #storeCall<T>(call: () => Promise<T>): Promise<T> {
@@ -366,19 +418,21 @@ export class DuoService implements OnModuleDestroy {
 }
 
 /**
- * The options object is a provider anyone can inject and log: its secret is made
- * non-enumerable, so util.inspect, console.log and JSON.stringify leave it out
- * while the property still reads as before.
+ * The options object is a provider anyone can inject and log: its secret and the
+ * proxy URL (which may carry credentials) are made non-enumerable getters, so
+ * util.inspect (even with showHidden), console.log and JSON.stringify leave them
+ * out while the properties still read as before.
  */
-function hideSecret(options: DuoModuleOptions): void {
-  const descriptor = Object.getOwnPropertyDescriptor(options, 'clientSecret');
-  if (!descriptor || !descriptor.enumerable || !descriptor.configurable || !('value' in descriptor)) return;
-  const secret: unknown = descriptor.value;
-  try {
-    // A getter, so that even util.inspect's showHidden prints [Getter], not the value.
-    Object.defineProperty(options, 'clientSecret', { get: () => secret, enumerable: false, configurable: true });
-  } catch {
-    // A frozen options object keeps its shape; nothing we hold shows it.
+function hideSecrets(options: DuoModuleOptions): void {
+  for (const key of ['clientSecret', 'proxy'] as const) {
+    const descriptor = Object.getOwnPropertyDescriptor(options, key);
+    if (!descriptor || !descriptor.enumerable || !descriptor.configurable || !('value' in descriptor)) continue;
+    const value: unknown = descriptor.value;
+    try {
+      Object.defineProperty(options, key, { get: () => value, enumerable: false, configurable: true });
+    } catch {
+      // A frozen options object keeps its shape; nothing we hold shows it.
+    }
   }
 }
 
@@ -422,6 +476,7 @@ function resolveSettings(options: DuoModuleOptions): ResolvedModuleSettings {
     transactionTtlMs: whole(options, 'transactionTtlSeconds', 600, 30, 3600) * 1000,
     maxPendingPerSession: whole(options, 'maxPendingPerSession', 5, 1, 50),
     bypassTtlMs: whole(options, 'bypassTtlSeconds', 300, 1, 86_400) * 1000,
+    sessionTimeoutMs: whole(options, 'sessionTimeoutMs', 2000, 100, 60_000),
     ...(options.loginPath === undefined ? {} : { loginPath: options.loginPath }),
     ...(options.appName === undefined ? {} : { appName: options.appName }),
   };

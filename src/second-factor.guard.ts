@@ -1,5 +1,8 @@
-import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
-import { Reflector } from '@nestjs/core';
+import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { GUARDS_METADATA } from '@nestjs/common/constants.js';
+import { HttpAdapterHost, Reflector } from '@nestjs/core';
+import { neverSettles } from './duo-callback.guard.js';
+import { writeDuoAnswer } from './duo-exception.filter.js';
 import { DuoHttpException } from './duo.exception.js';
 import type { DuoRequest } from './duo.options.js';
 import { DuoService } from './duo.service.js';
@@ -20,6 +23,9 @@ export const RETURN_TO_HEADER = 'x-duo-return-to';
  */
 @Injectable()
 export class SecondFactorGuard implements CanActivate {
+  /** Injected by property, so that subclasses keep the two-argument constructor. */
+  @Inject(HttpAdapterHost) protected readonly adapterHost!: HttpAdapterHost;
+
   constructor(
     protected readonly reflector: Reflector,
     protected readonly duo: DuoService,
@@ -29,30 +35,44 @@ export class SecondFactorGuard implements CanActivate {
     const requirement = this.requirement(context);
     if (requirement === 'skip') return true;
     const type = context.getType<string>();
-    let request: DuoRequest | undefined;
-    let json = false;
-    if (type === 'http') {
-      request = context.switchToHttp().getRequest<DuoRequest>();
-      json = wantsJson(request);
-    } else if (type === 'graphql') {
-      // GraphQL travels over HTTP with the same session: check it like an API client.
-      request = (context.getArgByIndex(2) as { req?: DuoRequest } | undefined)?.req;
-      json = true;
-      if (!request || typeof request !== 'object' || !request.headers) return false;
-    } else {
-      // Duo needs a browser session: a globally bound guard leaves RPC and websocket
-      // handlers alone, but one explicitly decorated could never pass Duo there, so it is refused.
-      return (type === 'rpc' || type === 'ws') && requirement === 'global';
+    if (type !== 'http' && type !== 'graphql') {
+      // Duo needs a browser session. A globally bound guard leaves RPC and websocket handlers
+      // alone; one bound to the handler (by decorator or @UseGuards) could never pass Duo there,
+      // so it refuses. Any other context type is refused.
+      return (type === 'rpc' || type === 'ws') && requirement === 'global' && !this.#boundToHandler(context);
     }
+    const request = this.getRequest(context);
+    if (!request || typeof request !== 'object' || !request.headers) return false;
+    // GraphQL travels over HTTP with the same session: it is checked like an API client.
+    const json = type === 'graphql' || wantsJson(request);
     const maxAge = requirement === 'global' ? undefined : requirement.maxAge;
     try {
       return await this.check(request, maxAge, json);
     } catch (error) {
-      if (error instanceof DuoHttpException) throw error;
-      throw new DuoHttpException(isDuoError(error) ? error : new DuoError('duo_unavailable', 'The second factor could not be checked.'), {
-        retryPath: this.#retryPath(request),
-      });
+      const answer =
+        error instanceof DuoHttpException
+          ? error
+          : new DuoHttpException(isDuoError(error) ? error : new DuoError('duo_unavailable', 'The second factor could not be checked.'), {
+              retryPath: this.#retryPath(request),
+            });
+      // The guard's own answers (a 303 to Duo or to the login page, a 401 that says where to go) are
+      // written here, so that an app's catch-all exception filter cannot turn them into something else.
+      if (type === 'http' && (answer.redirectTo !== undefined || (answer.getResponse() as { location?: string }).location !== undefined)) {
+        writeDuoAnswer(this.adapterHost.httpAdapter, request, context.switchToHttp().getResponse<unknown>(), answer);
+        return neverSettles();
+      }
+      throw answer;
     }
+  }
+
+  /**
+   * The request to check. HTTP handlers get the platform's request; GraphQL
+   * resolvers the `req` of their context (as @nestjs/graphql puts it there).
+   * Override it for other contexts that carry an HTTP request and its session.
+   */
+  protected getRequest(context: ExecutionContext): DuoRequest | undefined {
+    if (context.getType<string>() === 'graphql') return (context.getArgByIndex(2) as { req?: DuoRequest } | undefined)?.req;
+    return context.switchToHttp().getRequest<DuoRequest>();
   }
 
   /**
@@ -71,12 +91,12 @@ export class SecondFactorGuard implements CanActivate {
   }
 
   protected async check(request: DuoRequest, maxAge: number | undefined, json = wantsJson(request)): Promise<boolean> {
-    const session = SecondFactorSession.of(request);
+    SecondFactorSession.of(request);
     this.duo.checkSessionCookie(request);
     const username = this.duo.usernameOf(request);
     if (!username) return this.noPrimaryUser(request);
-    if (session.verifiedFor(username, maxAge)) return true;
-    if (maxAge === undefined && session.bypassFor(username)) return true;
+    if (this.duo.verification(request, maxAge)) return true;
+    if (maxAge === undefined && this.duo.bypass(request)) return true;
 
     const returnTo = json ? safeReturnTo(request.headers[RETURN_TO_HEADER]) : safeReturnTo(requestPath(request));
     const start = await this.duo.startSecondFactor(request, username, returnTo, maxAge);
@@ -100,6 +120,19 @@ export class SecondFactorGuard implements CanActivate {
       throw new DuoHttpException(error, { redirectTo: target });
     }
     throw new DuoHttpException(error, { retryPath: loginPath ?? '/' });
+  }
+
+  /** Whether this guard class is in the handler's or controller's own `@UseGuards()`, not only bound globally. */
+  #boundToHandler(context: ExecutionContext): boolean {
+    const bound = [
+      ...(this.reflector.get<unknown[] | undefined>(GUARDS_METADATA, context.getHandler()) ?? []),
+      ...(this.reflector.get<unknown[] | undefined>(GUARDS_METADATA, context.getClass()) ?? []),
+    ];
+    return bound.some(
+      (guard) =>
+        (typeof guard === 'function' && (guard === SecondFactorGuard || guard.prototype instanceof SecondFactorGuard)) ||
+        guard instanceof SecondFactorGuard,
+    );
   }
 
   #retryPath(request: DuoRequest): string {

@@ -1,20 +1,52 @@
 import { randomToken } from './protocol/random.js';
 import { DuoError } from './protocol/index.js';
 import type { DuoRequest } from './duo.options.js';
-import type { BypassMarker, DuoSessionData, VerifiedMarker } from './transaction.store.js';
+import type { BypassMarker, DuoSessionData, PendingTransaction, VerifiedMarker } from './transaction.store.js';
 
 /** The key of the module's data inside the session. */
 export const DUO_SESSION_KEY = 'duo';
 
+type SessionCall = (callback: (error?: unknown) => void) => unknown;
 type SessionLike = Record<string, unknown> & {
-  regenerate?: (...args: unknown[]) => unknown;
-  destroy?: (...args: unknown[]) => unknown;
+  regenerate?: SessionCall;
+  reload?: SessionCall;
+  save?: SessionCall;
 };
+
+/**
+ * The module's data objects this process made for one request (copy on write).
+ * Keyed by the request's session object, which both session plugins create per
+ * request, so an entry never outlives the request that made it.
+ */
+const ownCopies = new WeakMap<object, DuoSessionData>();
+/** The module's data as the request loaded it, to put back when a failed callback must leave the session as it was. */
+const loaded = new WeakMap<object, unknown>();
+
+/** What a passed second factor writes, and what the callback checks before writing it. */
+export interface VerifiedRecord {
+  marker: VerifiedMarker;
+  /** The state of the completed login, remembered so that a reload of the callback lands where this one did. */
+  completed: { state: string; returnTo: string; until: number };
+  /** The binding the pending login carried: the session must still have it. */
+  binding: string;
+  /** The user the login was for: the session must still belong to them. */
+  username: string;
+  /** Reads the primary user from a request whose session is the one reloaded from the store. */
+  usernameOf: (request: DuoRequest) => string | undefined;
+  /** Deadline of each session-store call (reload, regenerate, save), in milliseconds. */
+  timeoutMs: number;
+}
 
 /**
  * Everything that reads or writes the session goes through here: the binding
  * that ties pending logins to this session, the verified marker and the
  * fail-open bypass marker. Works with express-session and @fastify/session.
+ *
+ * It never mutates an object it did not make for this request: @fastify/session's
+ * MemoryStore hands every request the stored objects by reference, so a write
+ * into them would reach other requests in flight and the store itself. Writes go
+ * to this request's own copy of the module's data (`writable()`), and a passed
+ * second factor builds the new session's data afresh (`recordVerified()`).
  */
 export class SecondFactorSession {
   private constructor(
@@ -34,92 +66,195 @@ export class SecondFactorSession {
     return new SecondFactorSession(request, session as SessionLike);
   }
 
-  /** The module's data without creating it: reading never makes an anonymous session worth saving. */
-  get existing(): DuoSessionData {
+  /** The module's data as stored, read-only: reading never makes an anonymous session worth saving. */
+  get existing(): Readonly<DuoSessionData> {
     const data = this.session[DUO_SESSION_KEY] as DuoSessionData | undefined;
     return data !== null && typeof data === 'object' ? data : {};
   }
 
-  /** The module's data, created on first write. */
-  get data(): DuoSessionData {
-    let data = this.session[DUO_SESSION_KEY] as DuoSessionData | undefined;
-    if (data === null || typeof data !== 'object') {
-      data = {};
-      this.session[DUO_SESSION_KEY] = data;
-    }
-    return data;
+  /**
+   * This request's own copy of the module's data, made on first use and put in
+   * the session in place of the loaded object, which may be shared. Its `pending`
+   * map is copied too; pending logins themselves are replaced, never changed.
+   */
+  writable(): DuoSessionData {
+    const own = ownCopies.get(this.session);
+    if (own !== undefined && this.session[DUO_SESSION_KEY] === own) return own;
+    const current = this.session[DUO_SESSION_KEY];
+    if (!loaded.has(this.session)) loaded.set(this.session, current);
+    const copy: DuoSessionData = current !== null && typeof current === 'object' ? { ...(current as DuoSessionData) } : {};
+    if (copy.pending !== undefined) copy.pending = { ...copy.pending };
+    if (copy.completed !== undefined) copy.completed = [...copy.completed];
+    this.session[DUO_SESSION_KEY] = copy;
+    ownCopies.set(this.session, copy);
+    return copy;
   }
 
   /** A random value that lives as long as this session's Duo data; pending logins carry it. */
   binding(): string {
-    const data = this.data;
-    data.binding ??= randomToken(18);
+    const existing = this.existing.binding;
+    if (typeof existing === 'string' && existing.length > 0) return existing;
+    const data = this.writable();
+    data.binding = randomToken(18);
     return data.binding;
   }
 
-  /** The verified marker, if it belongs to `username` and (with maxAge) is recent enough. */
-  verifiedFor(username: string, maxAgeSeconds?: number, now = Date.now()): VerifiedMarker | undefined {
-    const marker = (this.session[DUO_SESSION_KEY] as DuoSessionData | undefined)?.verified;
-    if (!marker || marker.username !== username || typeof marker.at !== 'number') return undefined;
-    if (maxAgeSeconds !== undefined && now - authenticatedAt(marker) > maxAgeSeconds * 1000) return undefined;
+  /**
+   * The verified marker, if it belongs to `username` and to this Duo application
+   * and, with `maxAgeSeconds`, the user authenticated at Duo no longer ago than that.
+   */
+  verifiedFor(username: string, application: string, maxAgeSeconds?: number, now = Date.now()): VerifiedMarker | undefined {
+    const marker = this.existing.verified;
+    if (!marker || typeof marker !== 'object' || marker.username !== username || marker.app !== application) return undefined;
+    if (typeof marker.at !== 'number' || !Number.isFinite(marker.at)) return undefined;
+    if (maxAgeSeconds !== undefined && now - marker.at > maxAgeSeconds * 1000) return undefined;
     return marker;
   }
 
-  bypassFor(username: string, now = Date.now()): BypassMarker | undefined {
-    const marker = (this.session[DUO_SESSION_KEY] as DuoSessionData | undefined)?.bypass;
-    if (!marker || marker.username !== username || marker.until <= now) return undefined;
+  /** The fail-open bypass marker, if it belongs to `username` and this Duo application and still runs. */
+  bypassFor(username: string, application: string, now = Date.now()): BypassMarker | undefined {
+    const marker = this.existing.bypass;
+    if (!marker || typeof marker !== 'object' || marker.username !== username || marker.app !== application) return undefined;
+    if (typeof marker.until !== 'number' || marker.until <= now) return undefined;
     return marker;
   }
 
   markBypassed(marker: BypassMarker): void {
-    this.data.bypass = marker;
-  }
-
-  /**
-   * Marks the session verified and gives it a new id (session fixation), keeping
-   * everything else in it: the primary login, other tabs' pending logins.
-   */
-  async markVerified(marker: VerifiedMarker, completed: { state: string; returnTo: string; until: number }): Promise<void> {
-    const now = Date.now();
-    const data = this.data;
-    delete data.bypass;
-    data.verified = marker;
-    data.completed = [...(data.completed ?? []).filter((entry) => entry.until > now), completed].slice(-5);
-    await this.regenerate();
+    this.writable().bypass = marker;
   }
 
   /** A callback state already completed in this session (a reload), with where it went. */
   completed(state: string, now = Date.now()): string | undefined {
-    const entry = (this.session[DUO_SESSION_KEY] as DuoSessionData | undefined)?.completed?.find((item) => item.state === state && item.until > now);
-    return entry?.returnTo;
+    const completed = this.existing.completed;
+    if (!Array.isArray(completed)) return undefined;
+    const entry = completed.find((item) => item !== null && typeof item === 'object' && item.state === state && item.until > now);
+    return typeof entry?.returnTo === 'string' ? entry.returnTo : undefined;
   }
 
-  async regenerate(): Promise<void> {
-    const session = this.session;
-    if (typeof session.regenerate !== 'function') {
-      throw new DuoError('session_unavailable', 'The session cannot be regenerated; use express-session or @fastify/session.');
+  /**
+   * Leaves the session as the request found it, for a callback that failed: the
+   * module's data goes back to the loaded object, so neither session plugin saves
+   * a change. @fastify/session would still save (rolling) and set or clear the
+   * cookie; it gets no session at all for the rest of this request, so a failed
+   * callback that raced a successful one can neither bring the old session back
+   * nor clear the browser's new cookie.
+   */
+  discardChanges(): void {
+    if (loaded.has(this.session)) {
+      const original = loaded.get(this.session);
+      if (original === undefined) delete this.session[DUO_SESSION_KEY];
+      else this.session[DUO_SESSION_KEY] = original;
+      ownCopies.delete(this.session);
+      loaded.delete(this.session);
     }
-    const kept: Record<string, unknown> = {};
-    for (const key of Object.keys(session)) {
-      if (key !== 'cookie' && typeof session[key] !== 'function') kept[key] = session[key];
-    }
-    // express-session and @fastify/session both take a callback and put the new session on the request.
-    await new Promise<void>((resolve, reject) => {
-      (session.regenerate as (cb: (err?: unknown) => void) => void).call(session, (error?: unknown) => (error ? reject(error) : resolve()));
-    }).catch(() => {
-      throw new DuoError('session_unavailable', 'The session store failed while renewing the session id; the second factor was not recorded. Try again.');
+    if (isFastifySession(this.session)) this.request.session = null;
+  }
+
+  /**
+   * Records a passed second factor, in four steps, each bounded by `timeoutMs`:
+   * 1. reload the session from the store, and refuse when it is gone (signed out
+   *    in another tab), lost this login's binding, or belongs to another user now;
+   * 2. build the module's new data afresh: the marker, the other tabs' pending
+   *    logins, no bypass;
+   * 3. regenerate the session (a new id against fixation), keeping a deep copy of
+   *    everything else in it (the primary login first of all);
+   * 4. save it before the answer goes out, so that a store failure is a 503 and
+   *    not a redirect to a page that will not know the user.
+   */
+  async recordVerified(record: VerifiedRecord): Promise<void> {
+    const { timeoutMs } = record;
+    const signedOut = (): DuoError =>
+      new DuoError('session_changed', 'The session was signed out or changed while Duo was open; the second factor was not recorded. Sign in and start again.');
+
+    await sessionCall(this.session, 'reload', timeoutMs).catch((error: unknown) => {
+      // express-session reports a session that is no longer in the store as an error of its own.
+      if (error instanceof Error && /failed to load session/i.test(error.message)) throw signedOut();
+      throw storeFailed('reloading');
     });
-    const fresh = this.request.session as Record<string, unknown>;
-    Object.assign(fresh, kept);
+    const reloaded = this.request.session;
+    if (reloaded === null || typeof reloaded !== 'object') throw signedOut();
+    const current = reloaded as SessionLike;
+    const data = current[DUO_SESSION_KEY] as DuoSessionData | undefined;
+    if (data === null || typeof data !== 'object' || data.binding !== record.binding) throw signedOut();
+    // The reloaded session, seen through the app's own getUsername.
+    const view = Object.create(this.request, { session: { value: current, enumerable: true } }) as DuoRequest;
+    const user = record.usernameOf(view);
+    if (user !== undefined && user !== record.username) throw signedOut();
+
+    const now = Date.now();
+    const fresh: DuoSessionData = { binding: data.binding, verified: record.marker };
+    const pending = otherPending(data.pending, record.completed.state, now);
+    if (pending !== undefined) fresh.pending = pending;
+    const completed = Array.isArray(data.completed) ? data.completed.filter((entry) => entry && typeof entry === 'object' && entry.until > now) : [];
+    fresh.completed = [...completed.map((entry) => ({ ...entry })), record.completed].slice(-5);
+
+    const kept: Record<string, unknown> = {};
+    for (const key of Object.keys(current)) {
+      if (key === 'cookie' || key === DUO_SESSION_KEY || typeof current[key] === 'function') continue;
+      kept[key] = deepCopy(current[key]);
+    }
+    await sessionCall(current, 'regenerate', timeoutMs).catch(() => {
+      throw storeFailed('renewing the session id of');
+    });
+    const next = this.request.session as SessionLike | null;
+    if (next === null || typeof next !== 'object' || next === current) throw storeFailed('renewing the session id of');
+    Object.assign(next, kept);
+    next[DUO_SESSION_KEY] = fresh;
+    ownCopies.set(next, fresh);
+    await sessionCall(next, 'save', timeoutMs).catch(() => {
+      throw storeFailed('saving');
+    });
   }
 }
 
-/**
- * When the user last authenticated interactively at Duo: the callback's time,
- * or Duo's own auth_time when that is older (a login without max_age may carry
- * an old authentication, which must not count as fresh for a step-up route).
- * auth_time gets the token checks' 60 s leeway for clock differences.
- */
-function authenticatedAt(marker: VerifiedMarker): number {
-  return typeof marker.authTime === 'number' ? Math.min(marker.at, (marker.authTime + 60) * 1000) : marker.at;
+/** @fastify/session's sessions have an encrypted id; express-session's do not. */
+function isFastifySession(session: SessionLike): boolean {
+  return typeof (session as { encryptedSessionId?: unknown }).encryptedSessionId === 'string';
+}
+
+function storeFailed(what: string): DuoError {
+  return new DuoError(
+    'session_unavailable',
+    `The session store failed or did not answer in time while ${what} the session; the second factor was not recorded. Try again shortly.`,
+  );
+}
+
+/** A session method with a callback (both plugins take one), bounded by a deadline. A late answer is ignored. */
+function sessionCall(session: SessionLike, method: 'reload' | 'regenerate' | 'save', timeoutMs: number): Promise<void> {
+  const call = session[method];
+  if (typeof call !== 'function') {
+    return Promise.reject(new DuoError('session_unavailable', `The session has no ${method}() method; use express-session or @fastify/session.`));
+  }
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`The session store did not answer within ${timeoutMs} ms.`)), timeoutMs);
+    try {
+      call.call(session, (error?: unknown) => {
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve();
+      });
+    } catch (error) {
+      clearTimeout(timer);
+      reject(error);
+    }
+  });
+}
+
+/** The other tabs' pending logins, still valid, as new objects. */
+function otherPending(pending: unknown, taken: string, now: number): Record<string, PendingTransaction> | undefined {
+  if (pending === null || typeof pending !== 'object') return undefined;
+  const kept = Object.entries(pending as Record<string, PendingTransaction>).filter(
+    ([state, tx]) => state !== taken && tx !== null && typeof tx === 'object' && typeof tx.expiresAt === 'number' && tx.expiresAt > now,
+  );
+  return kept.length === 0 ? undefined : Object.fromEntries(kept.map(([state, tx]) => [state, { ...tx }]));
+}
+
+/** Session values are data (stores serialise them): a structured clone, or a JSON copy of what cannot be cloned. */
+function deepCopy(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  try {
+    return structuredClone(value);
+  } catch {
+    return JSON.parse(JSON.stringify(value)) as unknown;
+  }
 }

@@ -26,7 +26,13 @@ export interface DuoSessionData {
 
 export interface VerifiedMarker {
   username: string;
-  /** When the second factor was passed, ms since the epoch. */
+  /** The Duo application that verified the user (`clientId@host`): a marker counts only for its own application. */
+  app: string;
+  /**
+   * When the user authenticated at Duo, in this server's clock (ms since the
+   * epoch): the callback's time, or Duo's `auth_time` corrected by the measured
+   * clock offset when that is older. Step-up routes compare their `maxAge` with it.
+   */
   at: number;
   factor?: string;
   txid?: string;
@@ -37,13 +43,19 @@ export interface VerifiedMarker {
 
 export interface BypassMarker {
   username: string;
+  /** The Duo application whose outage let the user through. */
+  app: string;
   at: number;
   until: number;
   reason: string;
 }
 
 export interface DuoStoreContext {
-  /** The module's part of the current session. */
+  /**
+   * The module's part of the current session: this request's own copy, which a
+   * store may change (the in-session store keeps pending logins in it). Never keep
+   * a reference to it beyond the call.
+   */
   session: DuoSessionData;
   maxPendingPerSession: number;
 }

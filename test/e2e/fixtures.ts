@@ -1,6 +1,20 @@
 import 'reflect-metadata';
-import { Body, Controller, Get, Module, Post, Req, type INestApplication, type LoggerService, type Type } from '@nestjs/common';
-import { APP_GUARD } from '@nestjs/core';
+import {
+  Body,
+  Catch,
+  Controller,
+  Get,
+  HttpException,
+  Module,
+  Post,
+  Req,
+  type ArgumentsHost,
+  type ExceptionFilter,
+  type INestApplication,
+  type LoggerService,
+  type Type,
+} from '@nestjs/common';
+import { APP_GUARD, BaseExceptionFilter, HttpAdapterHost } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
 import fastifyCookie from '@fastify/cookie';
 import fastifySession from '@fastify/session';
@@ -58,6 +72,93 @@ export class CapturingLogger implements LoggerService {
 
 type Req = Record<string, any>;
 
+/**
+ * A request held open on purpose (`GET /hold`) until the test releases it: a
+ * request of the browser's that is in flight while its callback completes.
+ */
+export class Gate {
+  #release?: () => void;
+  #arrived?: () => void;
+  arrived = new Promise<void>((resolve) => (this.#arrived = resolve));
+  readonly #opened = new Promise<void>((resolve) => (this.#release = resolve));
+  async wait(): Promise<void> {
+    this.#arrived?.();
+    await this.#opened;
+  }
+  release(): void {
+    this.#release?.();
+  }
+}
+export const gates: { current?: Gate } = {};
+
+/** What a test's session store does with each kind of call: answer, fail, or never answer. */
+export interface StoreFaults {
+  get?: 'fail' | 'hang';
+  set?: 'fail' | 'hang';
+  destroy?: 'fail' | 'hang';
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type StoreCallback = (error?: any, value?: any) => void;
+function faulty(faults: StoreFaults, op: keyof StoreFaults, callback: StoreCallback, run: () => void): void {
+  if (faults[op] === 'hang') return;
+  if (faults[op] === 'fail') {
+    setImmediate(() => callback(new Error(`test store: ${op} failed`)));
+    return;
+  }
+  run();
+}
+
+/** express-session's MemoryStore with switchable faults. */
+export class FaultyExpressStore extends session.MemoryStore {
+  constructor(private readonly faults: StoreFaults) {
+    super();
+  }
+  override get(sid: string, callback: StoreCallback): void {
+    faulty(this.faults, 'get', callback, () => super.get(sid, callback as never));
+  }
+  override set(sid: string, data: session.SessionData, callback?: StoreCallback): void {
+    faulty(this.faults, 'set', callback ?? (() => undefined), () => super.set(sid, data, callback as never));
+  }
+  override destroy(sid: string, callback?: StoreCallback): void {
+    faulty(this.faults, 'destroy', callback ?? (() => undefined), () => super.destroy(sid, callback as never));
+  }
+}
+
+/** @fastify/session's MemoryStore (which keeps session objects by reference) with switchable faults. */
+export function faultyFastifyStore(faults: StoreFaults): object {
+  const store = new (fastifySession as unknown as { MemoryStore: new () => Record<string, (...args: any[]) => void> }).MemoryStore();
+  for (const op of ['get', 'set', 'destroy'] as const) {
+    const original = store[op]!.bind(store);
+    store[op] = (...args: any[]) => {
+      const callback = args[args.length - 1] as StoreCallback;
+      faulty(faults, op, callback, () => original(...args));
+    };
+  }
+  return store;
+}
+
+/** An app's catch-all filter as Nest's docs write it: every exception becomes a JSON body with its status. */
+@Catch()
+export class PlainCatchAllFilter implements ExceptionFilter {
+  constructor(private readonly adapterHost: HttpAdapterHost) {}
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const { httpAdapter } = this.adapterHost;
+    const status = exception instanceof HttpException ? exception.getStatus() : 500;
+    httpAdapter.reply(host.switchToHttp().getResponse(), { statusCode: status, caughtBy: 'app' }, status);
+  }
+}
+
+/** An app's catch-all filter that extends Nest's BaseExceptionFilter (how error reporters are added). */
+@Catch()
+export class ReportingFilter extends BaseExceptionFilter {
+  readonly seen: unknown[] = [];
+  override catch(exception: unknown, host: ArgumentsHost): void {
+    this.seen.push(exception);
+    super.catch(exception, host);
+  }
+}
+
 /** A stand-in for the app's primary login: whatever sets req.user from the session. */
 @Controller()
 @SkipSecondFactor()
@@ -71,6 +172,14 @@ class PrimaryLoginController {
   @Post('logout')
   async logout(@Req() req: Req): Promise<{ ok: true }> {
     await new Promise<void>((resolve, reject) => req.session.destroy((err: unknown) => (err ? reject(err) : resolve())));
+    return { ok: true };
+  }
+
+  /** Held open until the test's gate opens; it writes to the session, as many pages do. */
+  @Get('hold')
+  async hold(@Req() req: Req): Promise<{ ok: true }> {
+    req.session.views = (req.session.views ?? 0) + 1;
+    await gates.current?.wait();
     return { ok: true };
   }
 
@@ -99,6 +208,12 @@ class ProtectedController {
     return 'sensitive';
   }
 
+  @Get('brief')
+  @RequireSecondFactor({ maxAge: 1 })
+  brief(): string {
+    return 'brief';
+  }
+
   @Get('api/data')
   @RequireSecondFactor()
   data(): { data: number[] } {
@@ -111,6 +226,16 @@ class ProtectedController {
     // Leave the default 303 to the return target, but prove the outcome reaches the handler.
     if (!outcome || typeof outcome.returnTo !== 'string') throw new Error('callback outcome missing');
     return undefined;
+  }
+}
+
+/** The protected pages of an app that forgot its callback route. */
+@Controller()
+class ProtectedWithoutCallback {
+  @Get('account')
+  @RequireSecondFactor()
+  account(): string {
+    return 'account';
   }
 }
 
@@ -151,6 +276,8 @@ export const PLATFORMS: Platform[] = ['express', 'fastify'];
 
 export interface TestApp {
   app: INestApplication;
+  /** The session store, when the test gave or asked for one. */
+  store?: object;
   baseUrl: string;
   logger: CapturingLogger;
   events: DuoEvent[];
@@ -167,11 +294,23 @@ export interface TestAppOptions {
   /** Leave out the session middleware. */
   noSession?: boolean;
   adapter?: Platform;
+  /** A session store whose calls can be made to fail or hang (MemoryStore otherwise). */
+  storeFaults?: StoreFaults;
+  /** An app-wide catch-all exception filter, registered with app.useGlobalFilters(). */
+  globalFilter?: 'plain' | 'base';
+  /** Leave out the @DuoCallback() route. */
+  noCallbackRoute?: boolean;
+  /** Session middleware settings beyond the defaults used here. */
+  session?: { rolling?: boolean; saveUninitialized?: boolean };
+  /** Cookie settings beyond the defaults used here. */
+  cookie?: Record<string, unknown>;
+  /** One session store object shared with another app (same platform). */
+  sharedStore?: object;
 }
 
 export async function createTestApp(emulator: DuoEmulator, options: TestAppOptions = {}): Promise<TestApp> {
   const events: DuoEvent[] = [];
-  const controllers: Type[] = [PrimaryLoginController, ProtectedController, PublicController];
+  const controllers: Type[] = [PrimaryLoginController, options.noCallbackRoute ? ProtectedWithoutCallback : ProtectedController, PublicController];
   if (options.globalGuard) controllers.push(GlobalModeController);
 
   @Module({
@@ -191,13 +330,20 @@ export async function createTestApp(emulator: DuoEmulator, options: TestAppOptio
   const logger = new CapturingLogger();
   const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
   const sessionSecret = 'test-session-secret-that-is-long-enough-for-fastify';
-  const cookie = { sameSite: options.sameSite ?? 'lax', httpOnly: true, secure: false } as const;
+  const cookie = { sameSite: options.sameSite ?? 'lax', httpOnly: true, secure: false, ...options.cookie } as const;
+  const store = options.sharedStore ?? (options.storeFaults ? (options.adapter === 'fastify' ? faultyFastifyStore(options.storeFaults) : new FaultyExpressStore(options.storeFaults)) : undefined);
   let app: INestApplication;
   if (options.adapter === 'fastify') {
     const fastifyApp = moduleRef.createNestApplication<NestFastifyApplication>(new FastifyAdapter(), { logger });
     if (!options.noSession) {
       await fastifyApp.register(fastifyCookie as never);
-      await fastifyApp.register(fastifySession as never, { secret: sessionSecret, cookie, saveUninitialized: false });
+      await fastifyApp.register(fastifySession as never, {
+        secret: sessionSecret,
+        cookie,
+        saveUninitialized: false,
+        ...options.session,
+        ...(store ? { store } : {}),
+      });
     }
     fastifyApp.getHttpAdapter().getInstance().addHook('preHandler', (req: Req, _reply: unknown, done: () => void) => {
       if (req.session?.user) req.user = req.session.user;
@@ -207,13 +353,24 @@ export async function createTestApp(emulator: DuoEmulator, options: TestAppOptio
   } else {
     app = moduleRef.createNestApplication({ logger });
     if (!options.noSession) {
-      app.use(session({ secret: sessionSecret, resave: false, saveUninitialized: false, cookie }));
+      app.use(
+        session({
+          secret: sessionSecret,
+          resave: false,
+          saveUninitialized: false,
+          cookie,
+          ...options.session,
+          ...(store ? { store: store as session.Store } : {}),
+        }),
+      );
     }
     app.use((req: Req, _res: unknown, next: () => void) => {
       if (req.session?.user) req.user = req.session.user;
       next();
     });
   }
+  if (options.globalFilter === 'plain') app.useGlobalFilters(new PlainCatchAllFilter(app.get(HttpAdapterHost)));
+  if (options.globalFilter === 'base') app.useGlobalFilters(new ReportingFilter(app.get(HttpAdapterHost).httpAdapter));
   await app.listen(0, '127.0.0.1');
   const baseUrl = await app.getUrl();
   return {
@@ -221,6 +378,7 @@ export async function createTestApp(emulator: DuoEmulator, options: TestAppOptio
     baseUrl: baseUrl.replace('[::1]', '127.0.0.1'),
     logger,
     events,
+    ...(store ? { store } : {}),
     duo: app.get(DuoService),
     agent: () => supertest.agent(app.getHttpServer()),
     close: () => app.close(),

@@ -206,7 +206,8 @@ describe('global mode (APP_GUARD)', () => {
 
 describe('fail mode', () => {
   it('open: lets the user through when Duo is down, marked bypassed (not verified), warns, and still refuses step-up', async () => {
-    const t = await createTestApp(emulator, { duo: { failMode: 'open' } });
+    // Duo answered the health check at bootstrap (fail-open needs one pass since start); no cache, so its outage shows at once.
+    const t = await createTestApp(emulator, { duo: { failMode: 'open', healthCheckCacheSeconds: 0 } });
     emulator.setFailure('http_500');
     try {
       const agent = t.agent();

@@ -72,7 +72,7 @@ describe('SecondFactorGuard on GraphQL (same session as HTTP)', () => {
   });
 
   it('lets a verified session through', async () => {
-    const req = gqlRequest({ verified: { username: 'alice', at: Date.now() } });
+    const req = gqlRequest({ verified: { username: 'alice', app: duo.application, at: Date.now() } });
     await expect(guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req }]))).resolves.toBe(true);
   });
 });
