@@ -283,7 +283,7 @@ export class DuoService implements OnModuleDestroy, OnApplicationBootstrap {
         code,
         transaction.username,
         transaction.nonce,
-        transaction.maxAge === undefined ? {} : { maxAge: transaction.maxAge },
+        transaction.maxAge === undefined ? {} : { maxAge: transaction.maxAge, clockOffsetSeconds: this.#clockOffsetSeconds },
       );
       // Duo answered a token call: a remembered health failure is out of date.
       this.#health.markAnswered();

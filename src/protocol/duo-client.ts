@@ -10,8 +10,13 @@ import { NESTJS_DUO_VERSION } from './version.js';
 
 /** Checks beyond the username and nonce. */
 export interface DuoTokenChecks {
-  /** The `max_age` the login was started with: `auth_time` must be at most this old. */
+  /** The `max_age` the login was started with: `auth_time` must be at most this old, in Duo's clock. */
   maxAge?: number;
+  /**
+   * Duo's clock minus this server's, in seconds, as a health check measured it
+   * (`clockOffsetSeconds`): `auth_time` is Duo's clock, so its age is taken there. Default 0.
+   */
+  clockOffsetSeconds?: number;
 }
 
 /** Seconds of clock leeway on every time claim, as Duo's SDKs allow. */
@@ -231,7 +236,9 @@ export class DuoClient {
     if (checks.maxAge !== undefined) {
       // The login asked Duo for an authentication no older than max_age: check that Duo did (OIDC Core 3.1.2.1).
       if (typeof payload.auth_time !== 'number') throw invalid('has no auth_time although max_age was requested');
-      if (epochSeconds() - payload.auth_time > checks.maxAge + CLOCK_LEEWAY_SECONDS) {
+      // The age in Duo's clock; auth_time is whole seconds (truncated), so one second of rounding and no more.
+      const offset = typeof checks.clockOffsetSeconds === 'number' && Number.isFinite(checks.clockOffsetSeconds) ? checks.clockOffsetSeconds : 0;
+      if (Date.now() / 1000 + offset - payload.auth_time > checks.maxAge + 1) {
         throw new DuoError('second_factor_denied', `Duo's authentication is older than the ${checks.maxAge} s this login asked for (max_age); it does not count.`);
       }
     }
