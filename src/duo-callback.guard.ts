@@ -24,6 +24,9 @@ import { SKIP_SECOND_FACTOR } from './require-second-factor.decorator.js';
 import { singleQueryValue } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
 
+/** Marks the handlers of `@DuoCallback()`, so that the module can check at bootstrap that one serves the redirect URI. */
+export const DUO_CALLBACK_ROUTE = 'nestjs-duo:callback-route';
+
 /** Where the callback guard leaves its outcome on the request (read it with `@DuoCallbackResult()`). */
 export const DUO_CALLBACK_RESULT = 'duoCallbackResult';
 
@@ -137,6 +140,7 @@ export const DuoCallback = (): MethodDecorator =>
   applyDecorators(
     // With the guard bound globally, the callback itself must not demand the second factor it completes.
     SetMetadata(SKIP_SECOND_FACTOR, true),
+    SetMetadata(DUO_CALLBACK_ROUTE, true),
     UseGuards(DuoCallbackGuard), UseFilters(DuoExceptionFilter), UseInterceptors(DuoCallbackInterceptor),
     Redirect('/', 303),
   );

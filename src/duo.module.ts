@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
-import { APP_FILTER } from '@nestjs/core';
+import { APP_FILTER, DiscoveryModule } from '@nestjs/core';
+import { DuoCallbackRouteCheck } from './duo-callback.check.js';
 import { DuoExceptionFilter } from './duo-exception.filter.js';
 import { DuoCallbackGuard, DuoCallbackInterceptor } from './duo-callback.guard.js';
 import { DuoConfigurableModule, DUO_MODULE_OPTIONS } from './duo.module-definition.js';
@@ -13,8 +14,10 @@ import { SecondFactorGuard } from './second-factor.guard.js';
  * Pass `isGlobal: true` so that guards in every module find DuoService.
  */
 @Module({
+  imports: [DiscoveryModule],
   providers: [
     DuoService,
+    DuoCallbackRouteCheck,
     DuoStrategy,
     SecondFactorGuard,
     DuoCallbackGuard,

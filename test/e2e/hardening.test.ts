@@ -214,6 +214,20 @@ describe.each(PLATFORMS)('hardening on %s', (adapter) => {
     expect(t.events.filter((event) => event.type === 'second_factor_failed')).toHaveLength(1);
   });
 
+  it("reports at startup, naming the path, when no @DuoCallback() route serves the redirect URI's path", async () => {
+    const missing = await app({ noCallbackRoute: true });
+    const errors = (t: TestApp): string[] => t.logger.lines.filter((line) => line.startsWith('error') && line.includes('@DuoCallback()'));
+    expect(errors(missing).join('\n')).toMatch(/redirect URI's path \/duo\/callback, but there is no @DuoCallback\(\) route at all/);
+    // The route is mounted elsewhere than where Duo sends users.
+    const elsewhere = await app({ duo: { redirectUri: 'http://localhost/callback' } });
+    expect(errors(elsewhere).join('\n')).toMatch(/path \/callback, but @DuoCallback\(\) routes are at \/duo\/callback/);
+    const right = await app();
+    expect(errors(right)).toEqual([]);
+    // Behind a proxy that adds a prefix, the route's path ends the redirect URI's path: no error.
+    const proxied = await app({ duo: { redirectUri: 'http://localhost/app/duo/callback' } });
+    expect(errors(proxied)).toEqual([]);
+  });
+
   it('ends a burst of parallel callbacks (a double click) with the browser holding the verified session', async () => {
     const t = await app();
     const http = () => supertest(t.app.getHttpServer());

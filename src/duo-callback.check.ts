@@ -1,0 +1,71 @@
+import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import { MODULE_PATH, PATH_METADATA } from '@nestjs/common/constants.js';
+import { ApplicationConfig, DiscoveryService, MetadataScanner, ModulesContainer, Reflector } from '@nestjs/core';
+import { DUO_CALLBACK_ROUTE } from './duo-callback.guard.js';
+import { DuoService } from './duo.service.js';
+
+/**
+ * At bootstrap, checks that a `@DuoCallback()` route serves the redirect URI's
+ * path. Without one, users come back from Duo to a 404 whose body echoes their
+ * code and state, and nothing said why. A route whose full path is the end of
+ * the redirect URI's path counts (a reverse proxy may add a prefix in front).
+ */
+@Injectable()
+export class DuoCallbackRouteCheck implements OnApplicationBootstrap {
+  readonly #logger = new Logger('DuoModule');
+
+  constructor(
+    private readonly discovery: DiscoveryService,
+    private readonly scanner: MetadataScanner,
+    private readonly reflector: Reflector,
+    private readonly config: ApplicationConfig,
+    private readonly modules: ModulesContainer,
+    private readonly duo: DuoService,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    const expected = normalise(this.duo.callbackPath);
+    const routes = this.callbackRoutes();
+    if (routes.some((route) => expected === route || expected.endsWith(route))) return;
+    const found = routes.length === 0 ? 'there is no @DuoCallback() route at all' : `@DuoCallback() routes are at ${routes.join(', ')}`;
+    this.#logger.error(
+      `Duo sends users back to the redirect URI's path ${expected}, but ${found}: they would land on a 404 after Duo. ` +
+        `Put @DuoCallback() on a GET handler at ${expected}, or set redirectUri to the route's URL (and register it in the Duo Admin Panel).`,
+    );
+  }
+
+  /** The full path of every @DuoCallback() handler: global prefix, RouterModule path, controller path, method path. */
+  callbackRoutes(): string[] {
+    const prefix = this.config.getGlobalPrefix();
+    const routes: string[] = [];
+    for (const wrapper of this.discovery.getControllers()) {
+      const instance = wrapper.instance as object | undefined;
+      const metatype = wrapper.metatype as (new (...args: never[]) => object) | undefined;
+      if (!instance || !metatype) continue;
+      const modulePath = wrapper.host ? (Reflect.getMetadata(MODULE_PATH + this.modules.applicationId, wrapper.host.metatype) as string | undefined) : undefined;
+      const controllerPaths = asList(Reflect.getMetadata(PATH_METADATA, metatype));
+      const prototype = Object.getPrototypeOf(instance) as Record<string, unknown>;
+      for (const name of this.scanner.getAllMethodNames(prototype)) {
+        const handler = prototype[name];
+        if (typeof handler !== 'function' || !this.reflector.get<boolean | undefined>(DUO_CALLBACK_ROUTE, handler)) continue;
+        for (const controllerPath of controllerPaths) {
+          for (const methodPath of asList(Reflect.getMetadata(PATH_METADATA, handler))) {
+            routes.push(normalise([prefix, modulePath ?? '', controllerPath, methodPath].join('/')));
+          }
+        }
+      }
+    }
+    return routes;
+  }
+}
+
+function asList(value: unknown): string[] {
+  if (Array.isArray(value)) return value.length === 0 ? [''] : value.map(String);
+  return typeof value === 'string' ? [value] : [''];
+}
+
+/** One leading slash, no doubled or trailing ones. */
+function normalise(path: string): string {
+  const joined = `/${path.split('/').filter((part) => part.length > 0).join('/')}`;
+  return joined;
+}
