@@ -18,7 +18,7 @@ import {
   type DuoIdTokenClaims,
 } from './protocol/index.js';
 import { isWellFormedState } from './protocol/random.js';
-import { hasQueryParam, safeReturnTo, singleQueryValue } from './request.util.js';
+import { hasQueryParam, safeReturnPath, singleQueryValue } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
 import { SessionTransactionStore, type BypassMarker, type DuoSessionData, type DuoTransactionStore, type PendingTransaction, type VerifiedMarker } from './transaction.store.js';
 import { Throttle } from './throttle.js';
@@ -165,7 +165,7 @@ export class DuoService implements OnModuleDestroy, OnApplicationBootstrap {
       this.#logger.warn('The session cookie is SameSite=Strict: browsers will not send it on Duo\'s redirect back, so every Duo callback will fail. Set cookie.sameSite to "lax".');
     } else if (sameSite === 'none' && cookie.secure !== true) {
       this.#logger.warn('The session cookie is SameSite=None without Secure: browsers reject it. Use sameSite "lax" (recommended) and secure: true.');
-    } else if (sameSite === undefined || sameSite === false) {
+    } else if (sameSite === undefined || sameSite === null || sameSite === false) {
       this.#logger.warn('The session cookie sets no SameSite attribute; set cookie.sameSite to "lax" explicitly (Strict breaks Duo\'s redirect back, None weakens CSRF protection).');
     }
     if (this.client.config.redirectUri.startsWith('https:') && cookie.secure !== true && cookie.secure !== 'auto') {
@@ -397,7 +397,7 @@ export class DuoService implements OnModuleDestroy, OnApplicationBootstrap {
   }
 
   #returnTarget(returnTo: string): string {
-    const target = safeReturnTo(returnTo);
+    const target = safeReturnPath(returnTo);
     // Never return to the callback itself: it would only ever fail.
     return target.split('?')[0] === this.callbackPath ? '/' : target;
   }
@@ -464,7 +464,7 @@ function whole(options: DuoModuleOptions, option: keyof DuoModuleOptions, fallba
 function resolveSettings(options: DuoModuleOptions): ResolvedModuleSettings {
   const failMode = options.failMode ?? 'closed';
   if (failMode !== 'closed' && failMode !== 'open') throw new DuoConfigError('Duo option "failMode" must be "closed" or "open".');
-  if (options.loginPath !== undefined && safeReturnTo(options.loginPath, '') !== options.loginPath) {
+  if (options.loginPath !== undefined && safeReturnPath(options.loginPath, '') !== options.loginPath) {
     throw new DuoConfigError('Duo option "loginPath" must be a path on this site, such as /login.');
   }
   if (options.appName !== undefined && (typeof options.appName !== 'string' || options.appName.length === 0 || options.appName.length > 256)) {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { DuoConfigError, DuoError } from './protocol/index.js';
 import { isWellFormedState } from './protocol/random.js';
 import type { DuoStoreContext, DuoTransactionStore, PendingTransaction } from './transaction.store.js';
+import { MAX_RETURN_PATH_BYTES } from './request.util.js';
 
 /**
  * The two commands the store sends, `EVALSHA` and `EVAL`, as node-redis
@@ -20,18 +21,6 @@ export interface RedisScriptOptions {
   arguments: string[];
 }
 
-/**
- * @deprecated Not used any more: the store runs Lua scripts (see
- * RedisTransactionClient) instead of `SET ... PX ttl NX`. Kept only so that
- * existing type imports still compile.
- */
-export interface RedisSetIfAbsentOptions {
-  expiration: { type: 'PX'; value: number };
-  condition: 'NX';
-  PX: number;
-  NX: true;
-}
-
 export interface RedisTransactionStoreOptions {
   /**
    * Prepended to `{<binding>}` to form a session's Redis key. Default `duo:tx:`.
@@ -47,12 +36,6 @@ export interface RedisTransactionStoreOptions {
   commandTimeoutMs?: number;
 }
 
-/**
- * The longest return path the store keeps, in bytes as stored (UTF-8). A
- * longer one is refused with `input_invalid` (400): it comes from the request,
- * and shortening it would send the user somewhere else than asked for.
- */
-export const MAX_RETURN_TO_BYTES = 1024;
 /** The longest username the store keeps, in characters: what DuoClient accepts. */
 const MAX_USERNAME_LENGTH = 512;
 /** The highest per-session cap the store runs with: what DuoModule's `maxPendingPerSession` allows. */
@@ -180,7 +163,7 @@ const TAKE_SCRIPT = script(TAKE);
  * expiresAt and its age in base 36, nonce; the binding is in the key): a
  * session's only pending login takes 216 bytes by MEMORY USAGE (about 290
  * with Redis's own bookkeeping), five take 146 each. Return paths longer than
- * MAX_RETURN_TO_BYTES, and fields that could not be stored unchanged, are
+ * MAX_RETURN_PATH_BYTES, and fields that could not be stored unchanged, are
  * refused with `input_invalid`. Expiry is in the app's clock (expiresAt), as
  * the module checks it; Redis drops the key at the latest expiry of its
  * records. Keys of the previous version (`{prefix}{state}.{binding}`) are
@@ -308,7 +291,7 @@ function encode(tx: PendingTransaction): string {
   }
   if (!plainText(tx.returnTo)) throw invalid('the return path contains control characters or broken Unicode');
   const returnToBytes = Buffer.byteLength(tx.returnTo, 'utf8');
-  if (returnToBytes > MAX_RETURN_TO_BYTES) throw invalid(`the return path is ${returnToBytes} bytes, at most ${MAX_RETURN_TO_BYTES} bytes are kept`);
+  if (returnToBytes > MAX_RETURN_PATH_BYTES) throw invalid(`the return path is ${returnToBytes} bytes, at most ${MAX_RETURN_PATH_BYTES} bytes are kept`);
   if (!Number.isSafeInteger(tx.expiresAt) || !Number.isSafeInteger(tx.startedAt) || tx.startedAt < 0 || tx.startedAt > tx.expiresAt) {
     throw invalid('startedAt and expiresAt must be whole milliseconds since the epoch, startedAt not after expiresAt');
   }

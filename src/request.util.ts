@@ -13,13 +13,19 @@ export function wantsJson(request: DuoRequest): boolean {
 }
 
 const PLACEHOLDER_ORIGIN = 'http://return-to.invalid';
+/** The longest return path kept (UTF-8 bytes, after normalisation): pending logins stay small in every store. */
+export const MAX_RETURN_PATH_BYTES = 1024;
 
 /**
  * A return target is only ever a path on this site. The value is parsed as a
  * URL against a placeholder origin; anything that leaves it (//evil, /\evil,
- * https:..., javascript:...) or carries control characters falls back to `/`.
+ * https:..., javascript:...) or carries control characters falls back to
+ * `fallback` (`/`), and so does the result of normalising it when that would
+ * leave (`/..//evil` becomes `//evil`). A normalised path longer than 1024 bytes
+ * loses its query and fragment, or falls back when the path alone is longer.
+ * Use it for every `returnTo` your app accepts (a login form's, say).
  */
-export function safeReturnTo(value: unknown, fallback = '/'): string {
+export function safeReturnPath(value: unknown, fallback = '/'): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > 2048) return fallback;
   if (!value.startsWith('/') || value.startsWith('//') || value.includes('\\') || /[\x00-\x1f\x7f]/.test(value)) return fallback;
   let url: URL;
@@ -32,7 +38,8 @@ export function safeReturnTo(value: unknown, fallback = '/'): string {
   const target = `${url.pathname}${url.search}${url.hash}`;
   // Normalising dot segments can produce what the input checks refused ("/..//evil" -> "//evil"): check again.
   if (target.startsWith('//') || target.startsWith('/\\')) return fallback;
-  return target;
+  if (Buffer.byteLength(target) <= MAX_RETURN_PATH_BYTES) return target;
+  return Buffer.byteLength(url.pathname) <= MAX_RETURN_PATH_BYTES ? url.pathname : fallback;
 }
 
 /** The path and query the browser asked for (Express: originalUrl; Fastify: url). */

@@ -8,7 +8,7 @@ import type { DuoRequest } from './duo.options.js';
 import { DuoService } from './duo.service.js';
 import { DuoError, isDuoError } from './protocol/index.js';
 import { REQUIRE_SECOND_FACTOR, SKIP_SECOND_FACTOR, type RequireSecondFactorOptions } from './require-second-factor.decorator.js';
-import { requestPath, safeReturnTo, wantsJson } from './request.util.js';
+import { requestPath, safeReturnPath, wantsJson } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
 
 /** The request header an API client may set to say where the browser returns after Duo. */
@@ -98,7 +98,7 @@ export class SecondFactorGuard implements CanActivate {
     if (this.duo.verification(request, maxAge)) return true;
     if (maxAge === undefined && this.duo.bypass(request)) return true;
 
-    const returnTo = json ? safeReturnTo(request.headers[RETURN_TO_HEADER]) : safeReturnTo(requestPath(request));
+    const returnTo = json ? safeReturnPath(request.headers[RETURN_TO_HEADER]) : safeReturnPath(requestPath(request));
     const start = await this.duo.startSecondFactor(request, username, returnTo, maxAge);
     if (start.kind === 'bypass') return true;
     const required = new DuoError(
@@ -116,7 +116,7 @@ export class SecondFactorGuard implements CanActivate {
     const error = new DuoError('primary_auth_required', 'Sign in first: this page needs a logged-in user before the Duo second factor.');
     const loginPath = this.duo.settings.loginPath;
     if (loginPath && !wantsJson(request)) {
-      const target = `${loginPath}${loginPath.includes('?') ? '&' : '?'}returnTo=${encodeURIComponent(safeReturnTo(requestPath(request)))}`;
+      const target = `${loginPath}${loginPath.includes('?') ? '&' : '?'}returnTo=${encodeURIComponent(safeReturnPath(requestPath(request)))}`;
       throw new DuoHttpException(error, { redirectTo: target });
     }
     throw new DuoHttpException(error, { retryPath: loginPath ?? '/' });
@@ -136,6 +136,6 @@ export class SecondFactorGuard implements CanActivate {
   }
 
   #retryPath(request: DuoRequest): string {
-    return wantsJson(request) ? '/' : safeReturnTo(requestPath(request));
+    return wantsJson(request) ? '/' : safeReturnPath(requestPath(request));
   }
 }

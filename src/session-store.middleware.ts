@@ -47,6 +47,7 @@ export function guardSessionStore<Req extends object, Res>(middleware: SessionMi
       passed = true;
       clearTimeout(timer);
       if (error === undefined || error === null) {
+        if (timeoutMs > 0) boundStore(request, timeoutMs);
         next();
         return;
       }
@@ -63,6 +64,43 @@ export function guardSessionStore<Req extends object, Res>(middleware: SessionMi
       pass(error);
     }
   };
+}
+
+type StoreMethod = (...args: unknown[]) => unknown;
+
+/**
+ * The session's own calls to the store during this request (save, regenerate's
+ * destroy, reload) get the same deadline: express-session saves again when the
+ * response ends, and a hung store would hold the answer as long as it hangs.
+ * It reaches the store through `req.sessionStore`, so this request gets a view
+ * of the store whose calls are bounded; the store object itself is not changed.
+ */
+function boundStore(request: object, timeoutMs: number): void {
+  const store = (request as { sessionStore?: unknown }).sessionStore;
+  if (store === null || typeof store !== 'object') return;
+  const view = Object.create(store) as Record<string, unknown>;
+  for (const name of ['get', 'set', 'destroy', 'touch']) {
+    const method = (store as Record<string, unknown>)[name];
+    if (typeof method !== 'function') continue;
+    view[name] = (...args: unknown[]): unknown => {
+      const callback = args[args.length - 1];
+      if (typeof callback !== 'function') return (method as StoreMethod).apply(store, args);
+      let done = false;
+      const finish = (...results: unknown[]): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        (callback as StoreMethod)(...results);
+      };
+      const timer = setTimeout(() => finish(new Error(`The session store did not answer a ${name} within ${timeoutMs} ms.`)), timeoutMs);
+      return (method as StoreMethod).apply(store, [...args.slice(0, -1), finish]);
+    };
+  }
+  try {
+    Object.defineProperty(request, 'sessionStore', { value: view, configurable: true, writable: true, enumerable: true });
+  } catch {
+    // A request that will not take it keeps the store as it is.
+  }
 }
 
 /**

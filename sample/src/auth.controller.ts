@@ -2,7 +2,8 @@ import { Body, Controller, Get, Inject, Logger, Post, Query, Req, Res } from '@n
 import type { ConfigType } from '@nestjs/config';
 import type { Response } from 'express';
 import { SAMPLE_INSTANCE } from './cluster.js';
-import { localPath, type SampleRequest } from './http.js';
+import { safeReturnPath } from 'nestjs-duo';
+import type { SampleRequest } from './http.js';
 import { sampleConfig, type SampleInstance } from './sample.config.js';
 import { SessionStatusService } from './session-status.service.js';
 import { UsersService } from './users.service.js';
@@ -35,14 +36,14 @@ export class AuthController {
 
   @Get('login')
   form(@Req() req: SampleRequest, @Query('returnTo') returnTo: unknown): string {
-    return loginPage(this.status.of(req), { returnTo: localPath(returnTo) });
+    return loginPage(this.status.of(req), { returnTo: safeReturnPath(returnTo) });
   }
 
   @Post('login')
   async login(@Req() req: SampleRequest, @Res() res: Response, @Body() body: Record<string, unknown> = {}): Promise<void> {
     const username = typeof body.username === 'string' ? body.username.trim().toLowerCase() : '';
     const password = typeof body.password === 'string' ? body.password : '';
-    const returnTo = localPath(body.returnTo);
+    const returnTo = safeReturnPath(body.returnTo);
     const refuse = (status: number, error: string): void => {
       res.status(status).type('html').send(loginPage(this.status.of(req), { returnTo, username: username.slice(0, 64), error }));
     };

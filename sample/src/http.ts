@@ -1,4 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
+import { safeReturnPath } from 'nestjs-duo';
 import type { SessionUser } from './users.service.js';
 
 declare module 'express-session' {
@@ -11,17 +12,6 @@ declare module 'express-session' {
 /** An Express request after the sample's middleware: `user` mirrors the session's primary login. */
 export interface SampleRequest extends Request {
   user?: SessionUser;
-}
-
-/**
- * A return target is a path on this site, never another origin: `//evil.example`,
- * `/\evil.example`, `https://...` and control characters fall back to `/`.
- */
-export function localPath(value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 2048) return '/';
-  if (!value.startsWith('/') || value.startsWith('//') || value.includes('\\') || /[\x00-\x1f\x7f]/.test(value)) return '/';
-  const url = new URL(value, 'http://placeholder.invalid');
-  return url.origin === 'http://placeholder.invalid' ? `${url.pathname}${url.search}` : '/';
 }
 
 /** req.user from the session, for the guards and the pages (what Passport's session support would do). */
@@ -63,6 +53,6 @@ export function canonicalLoopbackHost(publicOrigin: string) {
       next();
       return;
     }
-    res.redirect(308, `${canonical.origin}${localPath(req.originalUrl)}`);
+    res.redirect(308, `${canonical.origin}${safeReturnPath(req.originalUrl)}`);
   };
 }

@@ -29,6 +29,7 @@ import {
   RequireSecondFactor,
   SecondFactorGuard,
   SkipSecondFactor,
+  guardSessionStore,
   type DuoCallbackOutcome,
   type DuoEvent,
   type DuoModuleOptions,
@@ -96,11 +97,17 @@ export interface StoreFaults {
   get?: 'fail' | 'hang';
   set?: 'fail' | 'hang';
   destroy?: 'fail' | 'hang';
+  /** Let this many more sets through, then hang every one after. */
+  setsBeforeHang?: number;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type StoreCallback = (error?: any, value?: any) => void;
-function faulty(faults: StoreFaults, op: keyof StoreFaults, callback: StoreCallback, run: () => void): void {
+function faulty(faults: StoreFaults, op: 'get' | 'set' | 'destroy', callback: StoreCallback, run: () => void): void {
+  if (op === 'set' && faults.setsBeforeHang !== undefined) {
+    if (faults.setsBeforeHang <= 0) return;
+    faults.setsBeforeHang--;
+  }
   if (faults[op] === 'hang') return;
   if (faults[op] === 'fail') {
     setImmediate(() => callback(new Error(`test store: ${op} failed`)));
@@ -306,6 +313,8 @@ export interface TestAppOptions {
   cookie?: Record<string, unknown>;
   /** One session store object shared with another app (same platform). */
   sharedStore?: object;
+  /** Express: wrap the session middleware in guardSessionStore() with this deadline (ms). */
+  guardStoreMs?: number;
 }
 
 export async function createTestApp(emulator: DuoEmulator, options: TestAppOptions = {}): Promise<TestApp> {
@@ -353,16 +362,15 @@ export async function createTestApp(emulator: DuoEmulator, options: TestAppOptio
   } else {
     app = moduleRef.createNestApplication({ logger });
     if (!options.noSession) {
-      app.use(
-        session({
+      const middleware = session({
           secret: sessionSecret,
           resave: false,
           saveUninitialized: false,
           cookie,
           ...options.session,
           ...(store ? { store: store as session.Store } : {}),
-        }),
-      );
+      });
+      app.use(options.guardStoreMs === undefined ? middleware : guardSessionStore(middleware, { timeoutMs: options.guardStoreMs }));
     }
     app.use((req: Req, _res: unknown, next: () => void) => {
       if (req.session?.user) req.user = req.session.user;

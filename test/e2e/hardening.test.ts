@@ -123,6 +123,21 @@ describe.each(PLATFORMS)('hardening on %s', (adapter) => {
     expect(answer.body.error).toBe('session_unavailable');
   });
 
+  it.runIf(adapter === 'express')("with guardSessionStore, bounds express-session's own save at the end of the callback", async () => {
+    const faults: StoreFaults = {};
+    const t = await app({ storeFaults: faults, guardStoreMs: 300 });
+    const http = () => supertest(t.app.getHttpServer());
+    const { cookie, back } = await startLogin(t, emulator);
+    // The module's own save goes through; express-session's second one, as the answer ends, hangs.
+    faults.setsBeforeHang = 1;
+    const started = Date.now();
+    const answer = await http().get(pathOf(back)).set('Cookie', cookie).set('Accept', 'text/html');
+    expect(answer.status).toBe(303);
+    expect(Date.now() - started).toBeLessThan(1500);
+    delete faults.setsBeforeHang;
+    await http().get('/account').set('Cookie', sessionCookie(answer)!).expect(200);
+  });
+
   it('saves the verified session before answering: a failed save is a 503, not a 303 to a page that will not know the user', async () => {
     const faults: StoreFaults = {};
     const t = await app({ storeFaults: faults });
@@ -226,6 +241,14 @@ describe.each(PLATFORMS)('hardening on %s', (adapter) => {
     // Behind a proxy that adds a prefix, the route's path ends the redirect URI's path: no error.
     const proxied = await app({ duo: { redirectUri: 'http://localhost/app/duo/callback' } });
     expect(errors(proxied)).toEqual([]);
+  });
+
+  it('warns about a session cookie without SameSite, also when it is null (Fastify spells it so)', async () => {
+    const t = await app({ cookie: { sameSite: null } });
+    const agent = t.agent();
+    await agent.post('/login').send({ username: 'alice' }).expect(201);
+    await agent.get('/account').set('Accept', 'text/html').expect(303);
+    expect(t.logger.warnings().join('\n')).toMatch(/sets no SameSite attribute/);
   });
 
   it('ends a burst of parallel callbacks (a double click) with the browser holding the verified session', async () => {

@@ -1,7 +1,8 @@
 import { createClient, type RedisClientType } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DuoConfigError, DuoError, type DuoStoreContext, type PendingTransaction } from '../../src/index.js';
-import { MAX_RETURN_TO_BYTES, RedisTransactionStore, type RedisTransactionClient } from '../../src/redis-transaction.store.js';
+import { RedisTransactionStore, type RedisTransactionClient } from '../../src/redis-transaction.store.js';
+import { MAX_RETURN_PATH_BYTES as MAX_RETURN_TO_BYTES } from '../../src/request.util.js';
 import { randomToken } from '../../src/protocol/random.js';
 import { RedisServer } from '../support/redis-server.js';
 

@@ -1,13 +1,30 @@
 import { describe, expect, it } from 'vitest';
-import { safeReturnTo, wantsJson } from '../../src/request.util.js';
+import { safeReturnPath, wantsJson } from '../../src/request.util.js';
+import { MAX_RETURN_PATH_BYTES, safeReturnPath as exported } from '../../src/index.js';
 
-describe('safeReturnTo', () => {
+describe('safeReturnPath', () => {
+  it('is the one check the library exports, for the return targets an app accepts (the sample uses it)', () => {
+    expect(exported).toBe(safeReturnPath);
+    // The sample's own copy had lost the re-check after dot segments: this one keeps it.
+    expect(exported('/login?x=1')).toBe('/login?x=1');
+    expect(exported('/..//evil.example')).toBe('/');
+  });
+
+  it('keeps a return path within 1024 bytes: the query goes first, then the path falls back', () => {
+    const longQuery = `/reports?${'q=1&'.repeat(400)}`;
+    expect(safeReturnPath(longQuery)).toBe('/reports');
+    const longPath = `/${'é'.repeat(600)}`;
+    expect(safeReturnPath(longPath)).toBe('/');
+    const fits = `/${'a'.repeat(MAX_RETURN_PATH_BYTES - 1)}`;
+    expect(safeReturnPath(fits)).toBe(fits);
+  });
+
   it.each([
     ['/account', '/account'],
     ['/account?tab=1#top', '/account?tab=1#top'],
     ['/a/../b', '/b'],
   ])('keeps the local path %s', (input, expected) => {
-    expect(safeReturnTo(input)).toBe(expected);
+    expect(safeReturnPath(input)).toBe(expected);
   });
 
   it.each([
@@ -23,20 +40,20 @@ describe('safeReturnTo', () => {
     '/.//evil.example',
     `/${'a'.repeat(2100)}`,
   ])('sends %j to the fallback', (input) => {
-    expect(safeReturnTo(input)).toBe('/');
+    expect(safeReturnPath(input)).toBe('/');
   });
 
   it('is idempotent: its output passes through unchanged', () => {
     for (const input of ['/x/../y', '/%2e%2e/z', '/a//b', '/..//evil.example']) {
-      const once = safeReturnTo(input);
-      expect(safeReturnTo(once)).toBe(once);
+      const once = safeReturnPath(input);
+      expect(safeReturnPath(once)).toBe(once);
       expect(once.startsWith('//')).toBe(false);
     }
   });
 
   it('refuses non-strings', () => {
-    expect(safeReturnTo(['/a'])).toBe('/');
-    expect(safeReturnTo(undefined, '/home')).toBe('/home');
+    expect(safeReturnPath(['/a'])).toBe('/');
+    expect(safeReturnPath(undefined, '/home')).toBe('/home');
   });
 });
 
