@@ -137,18 +137,23 @@ async function checkPrerequisites() {
   const packages = missing.map((item) => item.aptPackage).filter(Boolean);
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
   const apt = process.platform === 'linux' && existsSync('/usr/bin/apt-get');
+  let tried = false;
   if (packages.length && apt && root && !process.env.TEST_ALL_NO_INSTALL) {
     console.log(`Installing Debian packages: ${packages.join(' ')}`);
     const aptEnv = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    if ((await run('apt-get', ['update', '-qq'], { env: aptEnv })) === 0) {
-      await run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...packages], { env: aptEnv });
+    if ((await run('/usr/bin/apt-get', ['update', '-qq'], { env: aptEnv })) === 0) {
+      await run('/usr/bin/apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...packages], { env: aptEnv });
     }
+    tried = true;
     missing = missing.filter((item) => !item.present());
-  } else if (packages.length && apt && !root) {
-    console.log(`Not root: apt-get is not run. As root: apt-get update && apt-get install -y --no-install-recommends ${packages.join(' ')}`);
+  } else if (packages.length && apt) {
+    console.log(
+      `${root ? 'TEST_ALL_NO_INSTALL is set' : 'Not root'}: apt-get is not run. As root: apt-get update && apt-get install -y --no-install-recommends ${packages.join(' ')}`,
+    );
   }
   for (const item of missing) {
-    const line = `${item.name} is missing: ${item.why}. Install it: ${item.how}.`;
+    const still = tried && item.aptPackage ? ` (still, after apt-get install ${item.aptPackage})` : '';
+    const line = `${item.name} is missing${still}: ${item.why}. Install it: ${item.how}.`;
     console.log(line);
     unmet.set(item.step, `${item.name} is missing (install it: ${item.how})`);
   }
