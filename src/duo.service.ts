@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { inspect, type InspectOptions } from 'node:util';
 import { Subject, type Observable } from 'rxjs';
 import { DUO_MODULE_OPTIONS } from './duo.module-definition.js';
 import type { DuoEvent } from './duo.events.js';
@@ -81,7 +82,7 @@ export class DuoService implements OnModuleDestroy, OnApplicationBootstrap {
 
   constructor(@Inject(DUO_MODULE_OPTIONS) options: DuoModuleOptions) {
     this.client = new DuoClient(options);
-    hideSecrets(options);
+    hideSecrets(options, this.client.config.proxy);
     this.#checkCookie = options.checkSessionCookie !== false;
     this.settings = resolveSettings(options);
     if (this.settings.failMode === 'open' && options.timeoutMs !== undefined && options.timeoutMs < FAIL_OPEN_MIN_TIMEOUT_MS) {
@@ -418,21 +419,32 @@ export class DuoService implements OnModuleDestroy, OnApplicationBootstrap {
 }
 
 /**
- * The options object is a provider anyone can inject and log: its secret and the
- * proxy URL (which may carry credentials) are made non-enumerable getters, so
- * util.inspect (even with showHidden), console.log and JSON.stringify leave them
- * out while the properties still read as before.
+ * The options object is a provider anyone can inject and log. Its secret and
+ * the proxy URL (which may carry credentials) become non-enumerable getters, so
+ * JSON.stringify and spreading leave them out while the properties still read as
+ * before; and util.inspect (console.log), even with showHidden and getters, shows
+ * the options through a custom view with both replaced.
  */
-function hideSecrets(options: DuoModuleOptions): void {
-  for (const key of ['clientSecret', 'proxy'] as const) {
-    const descriptor = Object.getOwnPropertyDescriptor(options, key);
-    if (!descriptor || !descriptor.enumerable || !descriptor.configurable || !('value' in descriptor)) continue;
-    const value: unknown = descriptor.value;
-    try {
+function hideSecrets(options: DuoModuleOptions, printableProxy: string | undefined): void {
+  if (Object.isFrozen(options)) return;
+  try {
+    for (const key of ['clientSecret', 'proxy'] as const) {
+      const descriptor = Object.getOwnPropertyDescriptor(options, key);
+      if (!descriptor || !descriptor.configurable || !('value' in descriptor)) continue;
+      const value: unknown = descriptor.value;
       Object.defineProperty(options, key, { get: () => value, enumerable: false, configurable: true });
-    } catch {
-      // A frozen options object keeps its shape; nothing we hold shows it.
     }
+    Object.defineProperty(options, inspect.custom, {
+      value: (_depth: number, inspectOptions: InspectOptions, show: typeof inspect = inspect): string =>
+        show(
+          { ...options, clientSecret: '[hidden]', ...(printableProxy === undefined ? {} : { proxy: printableProxy }) },
+          { ...inspectOptions, showHidden: false, getters: false },
+        ),
+      enumerable: false,
+      configurable: true,
+    });
+  } catch {
+    // An options object that will not take it keeps its shape; nothing we hold shows it.
   }
 }
 
