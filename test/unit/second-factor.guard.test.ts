@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { Reflector } from '@nestjs/core';
-import type { ExecutionContext } from '@nestjs/common';
+import { UseGuards, type ExecutionContext } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DuoHttpException, DuoService, RequireSecondFactor, SecondFactorGuard, SkipSecondFactor } from '../../src/index.js';
 import { DuoEmulator } from '../../src/testing/index.js';
@@ -8,6 +8,8 @@ import { DuoEmulator } from '../../src/testing/index.js';
 class Handlers {
   @RequireSecondFactor()
   decorated(): void {}
+  @UseGuards(SecondFactorGuard)
+  bound(): void {}
   plain(): void {}
   @SkipSecondFactor()
   skipped(): void {}
@@ -29,6 +31,20 @@ describe('SecondFactorGuard outside HTTP', () => {
 
   it('refuses an RPC handler explicitly decorated with @RequireSecondFactor() (it can never pass Duo there)', async () => {
     await expect(guard.canActivate(context('rpc', Handlers.prototype.decorated))).resolves.toBe(false);
+  });
+
+  it('refuses RPC and websocket handlers it is bound to with @UseGuards(SecondFactorGuard) (it cannot check them)', async () => {
+    await expect(guard.canActivate(context('rpc', Handlers.prototype.bound))).resolves.toBe(false);
+    await expect(guard.canActivate(context('ws', Handlers.prototype.bound))).resolves.toBe(false);
+  });
+
+  it('refuses them too when the controller binds it', async () => {
+    @UseGuards(SecondFactorGuard)
+    class Gateway {
+      handle(): void {}
+    }
+    const ctx = { ...context('ws', Gateway.prototype.handle), getClass: () => Gateway } as unknown as ExecutionContext;
+    await expect(guard.canActivate(ctx)).resolves.toBe(false);
   });
 
   it('leaves undecorated RPC and websocket handlers alone when bound globally', async () => {
