@@ -4,31 +4,19 @@
  * misconfiguration or an attack fails closed, and says so in the log.
  */
 import { inspect } from 'node:util';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { DUO_MODULE_OPTIONS, DuoService, type DuoModuleOptions } from '../../src/index.js';
 import { DuoEmulator } from '../../src/testing/index.js';
 import { selfSignedCertificate } from '../support/tls.js';
-import { PLATFORMS, createTestApp, type TestApp } from './fixtures.js';
+import { PLATFORMS, createTestApp, perTestApps, type TestApp } from './fixtures.js';
 
 describe.each(PLATFORMS)('fail mode and Duo failures on %s', (adapter) => {
+  const suite = perTestApps(adapter);
   let emulator: DuoEmulator;
-  let apps: TestApp[] = [];
-  const app = async (duo: Partial<DuoModuleOptions>): Promise<TestApp> => {
-    const t = await createTestApp(emulator, { adapter, duo });
-    apps.push(t);
-    return t;
-  };
-  beforeAll(async () => {
-    emulator = await DuoEmulator.start();
+  beforeEach(() => {
+    emulator = suite.emulator();
   });
-  afterAll(async () => {
-    await emulator.close();
-  });
-  beforeEach(() => emulator.reset());
-  afterEach(async () => {
-    await Promise.all(apps.map((t) => t.close()));
-    apps = [];
-  });
+  const app = (duo: Partial<DuoModuleOptions>): Promise<TestApp> => suite.app({ duo });
 
   const errors = (t: TestApp): string[] => t.logger.lines.filter((line) => line.startsWith('error'));
 
@@ -49,12 +37,15 @@ describe.each(PLATFORMS)('fail mode and Duo failures on %s', (adapter) => {
     try {
       // No `ca` for the emulator's self-signed certificate: what an interception looks like.
       const t = await createTestApp(tlsEmulator, { adapter, duo: { failMode: 'open' } });
-      apps.push(t);
+      try {
       const agent = t.agent();
       await agent.post('/login').send({ username: 'alice' }).expect(201);
       const res = await agent.get('/account').set('Accept', 'application/json').expect(502);
       expect(res.body.error).toBe('duo_tls_failed');
       expect(t.events.some((event) => event.type === 'second_factor_bypassed')).toBe(false);
+      } finally {
+        await t.close();
+      }
     } finally {
       await tlsEmulator.close();
     }

@@ -34,7 +34,8 @@ import {
   type DuoEvent,
   type DuoModuleOptions,
 } from '../../src/index.js';
-import type { DuoEmulator } from '../../src/testing/index.js';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
+import { DuoEmulator as DuoEmulatorClass, type DuoEmulator } from '../../src/testing/index.js';
 
 export const REDIRECT_URI = 'http://localhost/duo/callback';
 
@@ -390,6 +391,37 @@ export async function createTestApp(emulator: DuoEmulator, options: TestAppOptio
     duo: app.get(DuoService),
     agent: () => supertest.agent(app.getHttpServer()),
     close: () => app.close(),
+  };
+}
+
+/**
+ * For suites that start an app per test on one platform: an emulator for the
+ * suite (reset before each test) and `app(options)`, whose apps are closed after
+ * each test. Call it inside `describe`.
+ */
+export function perTestApps(adapter: Platform): { emulator: () => DuoEmulator; app: (options?: TestAppOptions) => Promise<TestApp> } {
+  let emulator: DuoEmulator | undefined;
+  let apps: TestApp[] = [];
+  beforeAll(async () => {
+    emulator = await DuoEmulatorClass.start();
+  });
+  afterAll(async () => {
+    await emulator?.close();
+  });
+  beforeEach(() => emulator?.reset());
+  afterEach(async () => {
+    gates.current?.release();
+    gates.current = undefined;
+    await Promise.all(apps.map((t) => t.close()));
+    apps = [];
+  });
+  return {
+    emulator: () => emulator!,
+    app: async (options = {}) => {
+      const t = await createTestApp(emulator!, { adapter, ...options });
+      apps.push(t);
+      return t;
+    },
   };
 }
 

@@ -1,8 +1,8 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import supertest from 'supertest';
 import { parse as parseSetCookie } from 'set-cookie-parser';
 import { DuoEmulator } from '../../src/testing/index.js';
-import { Gate, PLATFORMS, createTestApp, gates, loginWithDuo, pathOf, type StoreFaults, type TestApp } from './fixtures.js';
+import { Gate, PLATFORMS, createTestApp, gates, loginWithDuo, pathOf, perTestApps, type StoreFaults, type TestApp } from './fixtures.js';
 
 /** The session cookie a response set (name=value), if any. */
 function sessionCookie(response: supertest.Response): string | undefined {
@@ -31,27 +31,12 @@ async function startLogin(t: TestApp, emulator: DuoEmulator, username = 'alice',
 }
 
 describe.each(PLATFORMS)('hardening on %s', (adapter) => {
+  const suite = perTestApps(adapter);
   let emulator: DuoEmulator;
-  let apps: TestApp[] = [];
-  const app = async (options: Parameters<typeof createTestApp>[1] = {}): Promise<TestApp> => {
-    const t = await createTestApp(emulator, { adapter, ...options });
-    apps.push(t);
-    return t;
-  };
-
-  beforeAll(async () => {
-    emulator = await DuoEmulator.start();
+  beforeEach(() => {
+    emulator = suite.emulator();
   });
-  afterAll(async () => {
-    await emulator.close();
-  });
-  beforeEach(() => emulator.reset());
-  afterEach(async () => {
-    gates.current?.release();
-    gates.current = undefined;
-    await Promise.all(apps.map((t) => t.close()));
-    apps = [];
-  });
+  const app = suite.app;
 
   it('keeps the pre-Duo session id unverified while a request with it is in flight during the callback (fixation)', async () => {
     const t = await app();
