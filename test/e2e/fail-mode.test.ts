@@ -38,11 +38,11 @@ describe.each(PLATFORMS)('fail mode and Duo failures on %s', (adapter) => {
       // No `ca` for the emulator's self-signed certificate: what an interception looks like.
       const t = await createTestApp(tlsEmulator, { adapter, duo: { failMode: 'open' } });
       try {
-      const agent = t.agent();
-      await agent.post('/login').send({ username: 'alice' }).expect(201);
-      const res = await agent.get('/account').set('Accept', 'application/json').expect(502);
-      expect(res.body.error).toBe('duo_tls_failed');
-      expect(t.events.some((event) => event.type === 'second_factor_bypassed')).toBe(false);
+        const agent = t.agent();
+        await agent.post('/login').send({ username: 'alice' }).expect(201);
+        const res = await agent.get('/account').set('Accept', 'application/json').expect(502);
+        expect(res.body.error).toBe('duo_tls_failed');
+        expect(t.events.some((event) => event.type === 'second_factor_bypassed')).toBe(false);
       } finally {
         await t.close();
       }
