@@ -1,12 +1,12 @@
 export { DuoEmulator } from './duo-emulator.js';
+export type { DuoEmulatorFailure } from './emulator.defects.js';
 export type {
   DuoEmulatorAuthorizeRequest,
   DuoEmulatorClientOptions,
   DuoEmulatorEndpoint,
-  DuoEmulatorFailure,
   DuoEmulatorFailureOptions,
   DuoEmulatorMode,
   DuoEmulatorOptions,
   DuoEmulatorStats,
   DuoEmulatorTlsOptions,
-} from './duo-emulator.js';
+} from './emulator.types.js';

@@ -1,0 +1,71 @@
+/** The checks of what a test hands the emulator, each refusing with a TypeError that names the option. */
+import { ALL_ENDPOINTS } from './emulator.constants.js';
+import { DEFECTS, isFailure, type DuoEmulatorFailure } from './emulator.defects.js';
+import type { FailureSetting } from './emulator.state.js';
+import type { DuoEmulatorFailureOptions, DuoEmulatorMode, DuoEmulatorOptions } from './emulator.types.js';
+
+const MODES: ReadonlySet<string> = new Set<DuoEmulatorMode>(['approve', 'deny', 'prompt']);
+
+function isMode(mode: unknown): mode is DuoEmulatorMode {
+  return typeof mode === 'string' && MODES.has(mode);
+}
+
+export function checkOptions(options: DuoEmulatorOptions): void {
+  if (options === null || typeof options !== 'object') throw new TypeError('DuoEmulator.start: options must be an object.');
+  const text = (name: string, value: unknown): void => {
+    if (value !== undefined && (typeof value !== 'string' || !/^[\x21-\x7e]{1,256}$/.test(value))) {
+      throw new TypeError(`DuoEmulator.start: ${name} must be 1 to 256 printable ASCII characters.`);
+    }
+  };
+  text('clientId', options.clientId);
+  text('clientSecret', options.clientSecret);
+  if (options.mode !== undefined && !isMode(options.mode)) throw new TypeError('DuoEmulator.start: mode must be approve, deny or prompt.');
+  const port = options.port;
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new TypeError('DuoEmulator.start: port must be 0 to 65535.');
+  const ttl = options.codeTtlSeconds;
+  if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0 || ttl > 86_400)) {
+    throw new TypeError('DuoEmulator.start: codeTtlSeconds must be more than 0 and at most 86400.');
+  }
+  if (options.factor !== undefined && (typeof options.factor !== 'string' || options.factor.length === 0 || options.factor.length > 64)) {
+    throw new TypeError('DuoEmulator.start: factor must be a short string.');
+  }
+  if (options.logger !== undefined && typeof options.logger !== 'function') throw new TypeError('DuoEmulator.start: logger must be a function.');
+  if (options.tls !== undefined && (options.tls === null || typeof options.tls !== 'object' || !options.tls.key || !options.tls.cert)) {
+    throw new TypeError('DuoEmulator.start: tls needs key and cert (PEM).');
+  }
+}
+
+export function checkMode(mode: DuoEmulatorMode): DuoEmulatorMode {
+  if (!isMode(mode)) throw new TypeError(`Unknown Duo emulator mode ${JSON.stringify(mode)}; use approve, deny or prompt.`);
+  return mode;
+}
+
+/** `setFailure`'s arguments, checked, with the defaults of the failure's table entry. */
+export function resolveFailure(failure: DuoEmulatorFailure, options: DuoEmulatorFailureOptions): FailureSetting {
+  if (!isFailure(failure)) throw new TypeError(`Unknown Duo emulator failure ${JSON.stringify(failure)}.`);
+  const endpoints = options.endpoints;
+  if (endpoints !== undefined && (!Array.isArray(endpoints) || !endpoints.every((e) => ALL_ENDPOINTS.includes(e)))) {
+    throw new TypeError('setFailure: endpoints must be a list of "health", "authorize" and "token".');
+  }
+  const slowMs = options.slowMs ?? 1000;
+  if (!Number.isFinite(slowMs) || slowMs < 0 || slowMs > 600_000) throw new TypeError('setFailure: slowMs must be 0 to 600000.');
+  const retryAfter = options.retryAfter;
+  const retryAfterOk =
+    retryAfter === undefined ||
+    (typeof retryAfter === 'number' && Number.isInteger(retryAfter) && retryAfter >= 0 && retryAfter <= 86_400) ||
+    (typeof retryAfter === 'string' && /^[\x20-\x7e]{1,256}$/.test(retryAfter));
+  if (!retryAfterOk) {
+    throw new TypeError('setFailure: retryAfter must be whole seconds from 0 to 86400, or a header value of 1 to 256 printable ASCII characters.');
+  }
+  return {
+    failure,
+    endpoints: new Set(endpoints ?? DEFECTS[failure].endpoints),
+    slowMs,
+    retryAfter: retryAfter === undefined ? undefined : String(retryAfter),
+  };
+}
+
+export function checkClockOffset(seconds: number): number {
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds)) throw new TypeError('setClockOffset: seconds must be a finite number.');
+  return seconds;
+}

@@ -1,0 +1,86 @@
+/**
+ * The public option and result types of the Duo emulator (`nestjs-duo/testing`).
+ * `DuoEmulatorFailure` is derived from the table of defects, in `emulator.defects.ts`.
+ */
+
+/** What the emulated user does at the prompt. */
+export type DuoEmulatorMode = 'approve' | 'deny' | 'prompt';
+
+export interface DuoEmulatorTlsOptions {
+  /** PEM private key. */
+  key: string | Buffer;
+  /** PEM certificate (chain), leaf first. */
+  cert: string | Buffer;
+  /**
+   * Only for `authorize()`, which pins `cert`: the CA that signed `cert`, when
+   * `cert` is not self-signed.
+   */
+  ca?: string | Buffer;
+}
+
+export interface DuoEmulatorOptions {
+  /** Default `DIEMULATOR0000000001` (20 characters, as Duo's). */
+  clientId?: string;
+  /** Default: 40 random alphanumeric characters, fresh per instance. */
+  clientSecret?: string;
+  /** Default `approve`. */
+  mode?: DuoEmulatorMode;
+  /** Default 0 (a free port). The host is always 127.0.0.1. */
+  port?: number;
+  /** Lifetime of authorization codes (single-use), in seconds; default 60. */
+  codeTtlSeconds?: number;
+  /** Serve HTTPS instead of HTTP. */
+  tls?: DuoEmulatorTlsOptions;
+  /** `auth_context.factor` reported in id_tokens; default `duo_push`. */
+  factor?: string;
+  /** Receives one line per request (method, path, status, reason). Never a secret, code, token, assertion or state. */
+  logger?: (line: string) => void;
+}
+
+export type DuoEmulatorEndpoint = 'health' | 'authorize' | 'token';
+
+export interface DuoEmulatorFailureOptions {
+  /** The endpoints that fail; default: the ones the failure is about. */
+  endpoints?: DuoEmulatorEndpoint[];
+  /** For `slow`: the delay before answering, in milliseconds; default 1000. */
+  slowMs?: number;
+  /**
+   * For `rate_limited`: the `Retry-After` sent with the 429, either whole seconds
+   * or a header value sent verbatim (an HTTP date, or anything a client should
+   * cope with). Default: no `Retry-After`.
+   */
+  retryAfter?: number | string;
+}
+
+export interface DuoEmulatorStats {
+  /** Calls to POST /oauth/v1/health_check (whatever the answer). */
+  healthChecks: number;
+  /** Calls to GET /oauth/v1/authorize (whatever the answer). */
+  authorizations: number;
+  /** Calls to POST /oauth/v1/token (whatever the answer). */
+  tokenExchanges: number;
+  /** Token calls that accepted the code and answered HTTP 200 (also with an injected token_* defect). */
+  tokenExchangesOk: number;
+  /** Authorization codes handed out. */
+  codesIssued: number;
+}
+
+/** What the last verified authorize request asked for (for tests of the layers that build it). */
+export interface DuoEmulatorAuthorizeRequest {
+  username: string;
+  redirectUri: string;
+  useDuoCodeAttribute: boolean;
+  nonce?: string;
+  maxAge?: number;
+  prompt?: string;
+  destAppName?: string;
+  destAppId?: string;
+  displayUsername?: string;
+}
+
+export interface DuoEmulatorClientOptions {
+  clientId: string;
+  clientSecret: string;
+  apiBaseUrl: string;
+  redirectUri: string;
+}
