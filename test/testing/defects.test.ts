@@ -3,11 +3,16 @@
  * hits, and what our DuoClient makes of it.
  */
 import { describe, expect, it } from 'vitest';
-import type { DuoErrorCode } from '../../src/protocol/index.js';
-import type { DuoEmulatorFailure } from '../../src/testing/index.js';
+import { DuoError, type DuoClient, type DuoErrorCode } from '../../src/protocol/index.js';
+import { DEFECTS } from '../../src/testing/emulator.defects.js';
+import type { DuoEmulatorEndpoint, DuoEmulatorFailure } from '../../src/testing/index.js';
 import { approvedLogin, assertion, authorizeUrl, client, emulator, expectDuoError, now, postForm, rawHealth, rawToken, requestJwt, tokenForm, useEmulator } from './support.js';
 
 useEmulator();
+
+/** Every name of the table, in its order. */
+const FAILURES = Object.keys(DEFECTS) as DuoEmulatorFailure[];
+const ENDPOINTS: DuoEmulatorEndpoint[] = ['health', 'authorize', 'token'];
 
 describe('failures', () => {
   it('health_fail: HTTP 200 with stat FAIL, which the client reports as Duo unavailable', async () => {
@@ -137,6 +142,11 @@ describe('token defects', () => {
     expect(emulator.stats.tokenExchangesOk).toBe(2);
   });
 
+  it('the list above names every defect of the table that hits the token call alone', () => {
+    const tokenOnly = FAILURES.filter((failure) => DEFECTS[failure].endpoints.join() === 'token');
+    expect(defects.map(([failure]) => failure).sort()).toEqual(tokenOnly.sort());
+  });
+
   it('the token defects change exactly the claim they name', async () => {
     const decode = async (failure: DuoEmulatorFailure): Promise<{ header: Record<string, unknown>; claims: Record<string, unknown> }> => {
       emulator.setFailure(failure);
@@ -164,5 +174,53 @@ describe('token defects', () => {
     const none = await decode('none');
     expect(none.claims.nonce).toBe('m'.repeat(32));
     expect(none.header.alg).toBe('HS512');
+  });
+});
+
+describe('every defect of the table', () => {
+  type Outcome = 'normal' | 'failed';
+  const failed = (promise: Promise<unknown>): Promise<Outcome> =>
+    promise.then(
+      () => 'normal',
+      (error: unknown) => {
+        if (error instanceof DuoError) return 'failed';
+        throw error;
+      },
+    );
+
+  /** One call to each of Duo's endpoints: health and token through our client, authorize as the browser. */
+  async function probe(duo: DuoClient, login: { code: string; nonce: string }): Promise<Record<DuoEmulatorEndpoint, Outcome>> {
+    const health = await failed(duo.healthCheck());
+    const authorize = await fetch(authorizeUrl(await requestJwt()), { redirect: 'manual', signal: AbortSignal.timeout(250) }).then(
+      async (res): Promise<Outcome> => {
+        await res.arrayBuffer();
+        return res.status === 302 && new URL(res.headers.get('location')!).searchParams.has('duo_code') ? 'normal' : 'failed';
+      },
+      (): Outcome => 'failed',
+    );
+    const token = await failed(duo.exchangeAuthorizationCode(login.code, 'alice', login.nonce));
+    return { health, authorize, token };
+  }
+
+  it.each(FAILURES)('%s fails the endpoints its entry names, only those, and none when given no endpoints', async (failure) => {
+    const duo = client({ timeoutMs: 250 });
+    const first = await approvedLogin(duo);
+    emulator.setFailure(failure, { slowMs: 600 });
+    expect(emulator.failure).toBe(failure);
+    expect(JSON.stringify(emulator)).toContain(`"failure":"${failure}"`);
+    const expected = Object.fromEntries(ENDPOINTS.map((endpoint) => [endpoint, DEFECTS[failure].endpoints.includes(endpoint) ? 'failed' : 'normal']));
+    expect(await probe(duo, first)).toEqual(expected);
+
+    emulator.setFailure('none');
+    const second = await approvedLogin(duo);
+    emulator.setFailure(failure, { endpoints: [], slowMs: 600 });
+    expect(await probe(duo, second)).toEqual({ health: 'normal', authorize: 'normal', token: 'normal' });
+  });
+
+  it('the table has the names DuoEmulatorFailure allows, and setFailure refuses others, inherited ones included', () => {
+    expect(FAILURES).toContain('none');
+    for (const name of ['toString', '__proto__', 'constructor', 'hasOwnProperty', 'token_']) {
+      expect(() => emulator.setFailure(name as never), name).toThrow(new TypeError(`Unknown Duo emulator failure ${JSON.stringify(name)}.`));
+    }
   });
 });
