@@ -53,6 +53,33 @@ describe('DuoEmulator basics', () => {
   });
 });
 
+describe('start() options', () => {
+  it.each<[string, unknown, string]>([
+    ['options not an object', null, 'DuoEmulator.start: options must be an object.'],
+    ['an empty clientId', { clientId: '' }, 'DuoEmulator.start: clientId must be 1 to 256 printable ASCII characters.'],
+    ['a clientSecret with a space', { clientSecret: 'a b' }, 'DuoEmulator.start: clientSecret must be 1 to 256 printable ASCII characters.'],
+    ['an unknown mode', { mode: 'maybe' }, 'DuoEmulator.start: mode must be approve, deny or prompt.'],
+    ['a port out of range', { port: -1 }, 'DuoEmulator.start: port must be 0 to 65535.'],
+    ['a codeTtlSeconds of a week', { codeTtlSeconds: 7 * 86_400 }, 'DuoEmulator.start: codeTtlSeconds must be more than 0 and at most 86400.'],
+    ['an empty factor', { factor: '' }, 'DuoEmulator.start: factor must be a short string.'],
+    ['a logger that is not a function', { logger: 'console' }, 'DuoEmulator.start: logger must be a function.'],
+    ['tls without cert', { tls: { key: 'k' } }, 'DuoEmulator.start: tls needs key and cert (PEM).'],
+  ])('refuses %s with a TypeError naming the option', async (_name, options, message) => {
+    await expect(DuoEmulator.start(options as never)).rejects.toThrow(new TypeError(message));
+  });
+
+  it('setMode, setFailure and setClockOffset say what they accept', () => {
+    expect(() => emulator.setMode('maybe' as never)).toThrow(new TypeError('Unknown Duo emulator mode "maybe"; use approve, deny or prompt.'));
+    expect(() => emulator.setFailure('none', { endpoints: ['userinfo' as never] })).toThrow(
+      new TypeError('setFailure: endpoints must be a list of "health", "authorize" and "token".'),
+    );
+    expect(() => emulator.setFailure('slow', { slowMs: 600_001 })).toThrow(new TypeError('setFailure: slowMs must be 0 to 600000.'));
+    expect(() => emulator.setClockOffset(Number.POSITIVE_INFINITY)).toThrow(new TypeError('setClockOffset: seconds must be a finite number.'));
+    expect(emulator.mode).toBe('approve');
+    expect(emulator.failure).toBe('none');
+  });
+});
+
 describe('setFailure options', () => {
   it('refuses a retryAfter that is not a whole number of seconds or a printable header value', () => {
     for (const retryAfter of [0, 30, 86_400, 'Thu, 15 Jan 2026 12:01:30 GMT', 'soon']) {
