@@ -22,8 +22,11 @@ import type {
  * For development and tests only: never expose it to a network.
  */
 export class DuoEmulator {
+  /** The Duo application's client ID (`clientId` option, or `DIEMULATOR0000000001`). */
   readonly clientId: string;
+  /** Its client secret: never logged, never in `toJSON()` or `inspect()`. */
   readonly clientSecret: string;
+  /** A Duo-shaped API hostname, for a config that wants `apiHost`; the emulator is reached at `baseUrl` (`apiBaseUrl`). */
   readonly apiHost: string = API_HOST;
 
   readonly #state: EmulatorState;
@@ -56,14 +59,17 @@ export class DuoEmulator {
     return { clientId: this.clientId, clientSecret: this.clientSecret, apiBaseUrl: this.baseUrl, redirectUri };
   }
 
+  /** What the emulated user does at the prompt now. */
   get mode(): DuoEmulatorMode {
     return this.#state.mode;
   }
 
+  /** Sets what the emulated user does at the next prompts. */
   setMode(mode: DuoEmulatorMode): void {
     this.#state.mode = checkMode(mode);
   }
 
+  /** The failure switched on (`none`: none). */
   get failure(): DuoEmulatorFailure {
     return this.#state.failure.failure;
   }
@@ -92,10 +98,12 @@ export class DuoEmulator {
     this.#state.clockOffsetSeconds = checkClockOffset(seconds);
   }
 
+  /** A copy of the counters. */
   get stats(): DuoEmulatorStats {
     return { ...this.#state.stats };
   }
 
+  /** Zeroes the counters. */
   resetStats(): void {
     this.#state.stats = zeroStats();
   }
@@ -138,6 +146,7 @@ export class DuoEmulator {
     return { baseUrl: this.baseUrl, clientId: this.clientId, apiHost: this.apiHost, mode: this.mode, failure: this.failure };
   }
 
+  /** `toJSON()`'s fields, for console.log: the client secret is never shown. */
   [inspect.custom](): string {
     return `DuoEmulator ${JSON.stringify(this.toJSON())}`;
   }

@@ -6,6 +6,7 @@
 /** What the emulated user does at the prompt. */
 export type DuoEmulatorMode = 'approve' | 'deny' | 'prompt';
 
+/** The certificate the emulator serves HTTPS with (`DuoEmulatorOptions.tls`). */
 export interface DuoEmulatorTlsOptions {
   /** PEM private key. */
   key: string | Buffer;
@@ -18,6 +19,7 @@ export interface DuoEmulatorTlsOptions {
   ca?: string | Buffer;
 }
 
+/** `DuoEmulator.start()`'s options; every one is optional. */
 export interface DuoEmulatorOptions {
   /** Default `DIEMULATOR0000000001` (20 characters, as Duo's). */
   clientId?: string;
@@ -37,8 +39,10 @@ export interface DuoEmulatorOptions {
   logger?: (line: string) => void;
 }
 
+/** Duo's three endpoints, as `setFailure` names them: the health check, authorize and token. */
 export type DuoEmulatorEndpoint = 'health' | 'authorize' | 'token';
 
+/** `setFailure()`'s options: where the failure hits, and the settings of `slow` and `rate_limited`. */
 export interface DuoEmulatorFailureOptions {
   /** The endpoints that fail; default: the ones the failure is about. */
   endpoints?: DuoEmulatorEndpoint[];
@@ -52,6 +56,7 @@ export interface DuoEmulatorFailureOptions {
   retryAfter?: number | string;
 }
 
+/** The emulator's counters since it started or since `resetStats()` / `reset()`. */
 export interface DuoEmulatorStats {
   /** Calls to POST /oauth/v1/health_check (whatever the answer). */
   healthChecks: number;
@@ -78,6 +83,7 @@ export interface DuoEmulatorAuthorizeRequest {
   displayUsername?: string;
 }
 
+/** `clientOptions()`'s answer: what a client needs to speak to this emulator. */
 export interface DuoEmulatorClientOptions {
   clientId: string;
   clientSecret: string;
