@@ -1,7 +1,7 @@
 import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { MODULE_PATH, PATH_METADATA } from '@nestjs/common/constants.js';
 import { ApplicationConfig, DiscoveryService, MetadataScanner, ModulesContainer, Reflector } from '@nestjs/core';
-import { DUO_CALLBACK_ROUTE } from './duo-callback.guard.js';
+import { DUO_CALLBACK_ROUTE } from './duo.constants.js';
 import { DuoService } from './duo.service.js';
 
 /**

@@ -14,18 +14,15 @@ import {
 import { HttpAdapterHost } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
 import { map, type Observable } from 'rxjs';
-import { DuoExceptionFilter } from './duo-exception.filter.js';
+import { DUO_CALLBACK_ROUTE, DUO_STRATEGY, SKIP_SECOND_FACTOR } from './duo.constants.js';
+import { DuoExceptionFilter, answeredHere } from './duo-exception.filter.js';
 import { DuoHttpException } from './duo.exception.js';
 import type { DuoRequest } from './duo.options.js';
 import { DUO_RETRY_PATH, DuoService, type SecondFactorResult } from './duo.service.js';
-import { DUO_CALLBACK_SERVICE, DUO_STRATEGY } from './duo.strategy.js';
+import { DUO_CALLBACK_SERVICE } from './duo.strategy.js';
 import { DuoError, isDuoError } from './protocol/index.js';
-import { SKIP_SECOND_FACTOR } from './require-second-factor.decorator.js';
 import { singleQueryValue } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
-
-/** Marks the handlers of `@DuoCallback()`, so that the module can check at bootstrap that one serves the redirect URI. */
-export const DUO_CALLBACK_ROUTE = 'nestjs-duo:callback-route';
 
 /** Where the callback guard leaves its outcome on the request (read it with `@DuoCallbackResult()`). */
 export const DUO_CALLBACK_RESULT = 'duoCallbackResult';
@@ -71,7 +68,7 @@ export class DuoCallbackGuard extends AuthGuard(DUO_STRATEGY) {
     if (adapter.getRequestMethod(request) !== 'GET') {
       adapter.setHeader(response, 'Allow', 'GET');
       adapter.reply(response, undefined, 405);
-      return neverSettles();
+      return answeredHere();
     }
     try {
       const state = singleQueryValue(request, 'state').value;
@@ -106,15 +103,6 @@ export class DuoCallbackGuard extends AuthGuard(DUO_STRATEGY) {
     if (!user) throw new DuoError('second_factor_denied', 'The second factor was not passed.');
     return user as TUser;
   }
-}
-
-/**
- * For a request the guard has answered itself: the route, its interceptors and
- * the exception filters never run, and nothing else writes to the response (as
- * @nestjs/passport does when a strategy redirects).
- */
-export function neverSettles(): Promise<boolean> {
-  return new Promise<boolean>(() => undefined);
 }
 
 /** Ends the callback in a 303 to the return target, unless the handler returned its own `{ url }`. */

@@ -56,6 +56,16 @@ export class DuoExceptionFilter implements ExceptionFilter<DuoHttpException> {
 }
 
 /**
+ * What a guard returns for a request it has answered itself: a promise that never
+ * settles, so the route, its interceptors and the exception filters never run and
+ * nothing else writes to the response (as @nestjs/passport does when a strategy
+ * redirects). Nothing holds the promise once the response is done.
+ */
+export function answeredHere(): Promise<boolean> {
+  return new Promise<boolean>(() => undefined);
+}
+
+/**
  * Writes the answer for a DuoHttpException through the HTTP adapter: the filter
  * uses it, and so does the guard for the answers it gives itself (the 303 to Duo,
  * the 401 with `location`), which must not depend on the app's exception filters.

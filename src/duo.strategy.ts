@@ -1,12 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { PassportStrategy } from '@nestjs/passport';
 import { Strategy as PassportBaseStrategy } from 'passport';
+import { DUO_STRATEGY } from './duo.constants.js';
 import type { DuoRequest } from './duo.options.js';
 import type { DuoService, SecondFactorResult } from './duo.service.js';
 import { DuoError } from './protocol/index.js';
 
-/** The strategy name: `AuthGuard('duo')`. */
-export const DUO_STRATEGY = 'duo';
 /** The request property through which the callback guard hands this app's DuoService to the strategy. */
 export const DUO_CALLBACK_SERVICE = Symbol.for('nestjs-duo:callback-service');
 

@@ -1,19 +1,7 @@
 import { SetMetadata, UseFilters, UseGuards, applyDecorators } from '@nestjs/common';
 import { DuoExceptionFilter } from './duo-exception.filter.js';
+import { MIN_STEP_UP_SECONDS, REQUIRE_SECOND_FACTOR, SKIP_SECOND_FACTOR, type RequireSecondFactorOptions } from './duo.constants.js';
 import { SecondFactorGuard } from './second-factor.guard.js';
-
-export const REQUIRE_SECOND_FACTOR = 'nestjs-duo:require-second-factor';
-export const SKIP_SECOND_FACTOR = 'nestjs-duo:skip-second-factor';
-/** The shortest step-up window `@RequireSecondFactor({ maxAge })` accepts. */
-export const MIN_STEP_UP_SECONDS = 1;
-
-export interface RequireSecondFactorOptions {
-  /**
-   * Step-up: a second factor older than this many seconds does not count for
-   * this route, and Duo is asked (with `max_age`) to authenticate again.
-   */
-  maxAge?: number;
-}
 
 /**
  * The route (or every route of the controller) needs a passed Duo second

@@ -1,18 +1,14 @@
 import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { GUARDS_METADATA } from '@nestjs/common/constants.js';
 import { HttpAdapterHost, Reflector } from '@nestjs/core';
-import { neverSettles } from './duo-callback.guard.js';
-import { writeDuoAnswer } from './duo-exception.filter.js';
+import { RETURN_TO_HEADER, REQUIRE_SECOND_FACTOR, SKIP_SECOND_FACTOR, type RequireSecondFactorOptions } from './duo.constants.js';
+import { answeredHere, writeDuoAnswer } from './duo-exception.filter.js';
 import { DuoHttpException } from './duo.exception.js';
 import type { DuoRequest } from './duo.options.js';
 import { DuoService } from './duo.service.js';
 import { DuoError, isDuoError } from './protocol/index.js';
-import { REQUIRE_SECOND_FACTOR, SKIP_SECOND_FACTOR, type RequireSecondFactorOptions } from './require-second-factor.decorator.js';
 import { requestPath, safeReturnPath, wantsJson } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
-
-/** The request header an API client may set to say where the browser returns after Duo. */
-export const RETURN_TO_HEADER = 'x-duo-return-to';
 
 /**
  * Lets a request through only when its session passed Duo for the current user
@@ -59,7 +55,7 @@ export class SecondFactorGuard implements CanActivate {
       // written here, so that an app's catch-all exception filter cannot turn them into something else.
       if (type === 'http' && (answer.redirectTo !== undefined || (answer.getResponse() as { location?: string }).location !== undefined)) {
         writeDuoAnswer(this.adapterHost.httpAdapter, request, context.switchToHttp().getResponse<unknown>(), answer);
-        return neverSettles();
+        return answeredHere();
       }
       throw answer;
     }

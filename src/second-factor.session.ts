@@ -1,10 +1,9 @@
 import { randomToken } from './protocol/random.js';
 import { DuoError } from './protocol/index.js';
+import { DUO_SESSION_KEY } from './duo.constants.js';
 import type { DuoRequest } from './duo.options.js';
 import type { BypassMarker, DuoSessionData, PendingTransaction, VerifiedMarker } from './transaction.store.js';
 
-/** The key of the module's data inside the session. */
-export const DUO_SESSION_KEY = 'duo';
 
 type SessionCall = (callback: (error?: unknown) => void) => unknown;
 type SessionLike = Record<string, unknown> & {
