@@ -10,8 +10,9 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Body, Controller, Get, Module, Post, Req, type LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import session from 'express-session';
-import { DuoCallback, DuoModule, DuoService, RequireSecondFactor, type DuoEvent, type DuoModuleOptions } from '../src/index.js';
+import { DuoCallback, DuoModule, RequireSecondFactor, type DuoEvent, type DuoModuleOptions } from '../src/index.js';
 import { serveRpc } from './rpc.js';
+import { DuoContext } from '../src/duo.context.js';
 
 export const REDIRECT_URI = 'http://localhost/duo/callback';
 
@@ -172,7 +173,7 @@ await app.listen(0, '127.0.0.1');
 const server = app.getHttpServer() as { keepAliveTimeout: number; headersTimeout: number };
 server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;
-const duo = app.get(DuoService);
+const duo = app.get(DuoContext);
 const baseUrl = (await app.getUrl()).replace('[::1]', '127.0.0.1');
 
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });

@@ -2,7 +2,7 @@ import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common'
 import { MODULE_PATH, PATH_METADATA } from '@nestjs/common/constants.js';
 import { ApplicationConfig, DiscoveryService, MetadataScanner, ModulesContainer, Reflector } from '@nestjs/core';
 import { DUO_CALLBACK_ROUTE } from './duo.constants.js';
-import { DuoService } from './duo.service.js';
+import { DuoContext } from './duo.context.js';
 
 /**
  * At bootstrap, checks that a `@DuoCallback()` route serves the redirect URI's
@@ -20,7 +20,7 @@ export class DuoCallbackRouteCheck implements OnApplicationBootstrap {
     private readonly reflector: Reflector,
     private readonly config: ApplicationConfig,
     private readonly modules: ModulesContainer,
-    private readonly duo: DuoService,
+    private readonly duo: DuoContext,
   ) {}
 
   onApplicationBootstrap(): void {

@@ -1,3 +1,5 @@
+import type { LoggerService } from '@nestjs/common';
+import { Subject, type Observable } from 'rxjs';
 import type { DuoErrorCode } from './protocol/index.js';
 
 interface DuoEventBase {
@@ -42,3 +44,40 @@ export interface DuoBypassedEvent extends DuoEventBase {
 }
 
 export type DuoEvent = DuoPromptStartedEvent | DuoPassedEvent | DuoFailedEvent | DuoBypassedEvent;
+
+/**
+ * Where the module's events go: the `events$` stream and the `onEvent` hook.
+ * Internal: only the module emits, so nobody can forge an audit event.
+ */
+export class DuoEventBus {
+  readonly #subject = new Subject<DuoEvent>();
+  readonly events$: Observable<DuoEvent> = this.#subject.asObservable();
+
+  constructor(
+    private readonly onEvent: ((event: DuoEvent) => unknown) | undefined,
+    private readonly logger: LoggerService,
+  ) {}
+
+  emit(event: DuoEvent): void {
+    this.#subject.next(event);
+    if (!this.onEvent) return;
+    const dropped = (): void => {
+      this.logger.error(
+        `The onEvent hook failed for a "${event.type}" event; the event was dropped for it. Catch errors inside the hook (an audit sink that is down must not stop logins).`,
+      );
+    };
+    try {
+      const result: unknown = this.onEvent(event);
+      // An async hook's rejection would be an unhandled rejection, which ends the process.
+      if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+        Promise.resolve(result as PromiseLike<unknown>).catch(dropped);
+      }
+    } catch {
+      dropped();
+    }
+  }
+
+  complete(): void {
+    this.#subject.complete();
+  }
+}

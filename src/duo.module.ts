@@ -4,6 +4,8 @@ import { DuoCallbackRouteCheck } from './duo-callback.check.js';
 import { DuoExceptionFilter } from './duo-exception.filter.js';
 import { DuoCallbackGuard, DuoCallbackInterceptor } from './duo-callback.guard.js';
 import { DuoConfigurableModule, DUO_MODULE_OPTIONS } from './duo.module-definition.js';
+import { DuoContext } from './duo.context.js';
+import { DuoFlow } from './duo.flow.js';
 import { DuoService } from './duo.service.js';
 import { DuoStrategy } from './duo.strategy.js';
 import { SecondFactorGuard } from './second-factor.guard.js';
@@ -16,6 +18,8 @@ import { SecondFactorGuard } from './second-factor.guard.js';
 @Module({
   imports: [DiscoveryModule],
   providers: [
+    DuoContext,
+    DuoFlow,
     DuoService,
     DuoCallbackRouteCheck,
     DuoStrategy,
@@ -26,6 +30,6 @@ import { SecondFactorGuard } from './second-factor.guard.js';
     // Renders the module's own exceptions in global mode (APP_GUARD), where no route-level filter is bound.
     { provide: APP_FILTER, useExisting: DuoExceptionFilter },
   ],
-  exports: [DuoService, SecondFactorGuard, DuoCallbackGuard, DuoCallbackInterceptor, DuoExceptionFilter, DUO_MODULE_OPTIONS],
+  exports: [DuoService, DuoContext, DuoFlow, SecondFactorGuard, DuoCallbackGuard, DuoCallbackInterceptor, DuoExceptionFilter, DUO_MODULE_OPTIONS],
 })
 export class DuoModule extends DuoConfigurableModule {}

@@ -1,15 +1,13 @@
-import type { DuoClientOptions } from './protocol/index.js';
+import { checkInteger } from './protocol/config.js';
+import { DuoConfigError, type DuoClientOptions } from './protocol/index.js';
 import type { DuoTransactionStore } from './transaction.store.js';
 import type { DuoEvent } from './duo.events.js';
+import { safeReturnPath, type DuoRequest } from './request.util.js';
+
+export type { DuoRequest } from './request.util.js';
 
 export type DuoFailMode = 'closed' | 'open';
 
-/**
- * The request object of the HTTP platform (Express or Fastify), as the module
- * reads it. Public methods take any request object; hooks such as `getUsername`
- * receive it under this type.
- */
-export type DuoRequest = Record<string, unknown> & { headers: Record<string, string | string[] | undefined> };
 
 /** Everything `DuoModule.forRoot()` takes: Duo's credentials plus how the module behaves around them. */
 export interface DuoModuleOptions extends DuoClientOptions {
@@ -53,4 +51,84 @@ export interface DuoModuleOptions extends DuoClientOptions {
    * request. Default 2000.
    */
   sessionTimeoutMs?: number;
+}
+
+/** The module options after validation: what the module runs with. */
+export interface DuoSettings {
+  readonly failMode: DuoFailMode;
+  readonly healthCheckCacheMs: number;
+  readonly transactionTtlMs: number;
+  readonly maxPendingPerSession: number;
+  readonly bypassTtlMs: number;
+  readonly sessionTimeoutMs: number;
+  readonly loginPath?: string;
+  readonly appName?: string;
+  readonly checkSessionCookie: boolean;
+  readonly getUsername: (request: DuoRequest) => string | undefined | null;
+  readonly onEvent?: (event: DuoEvent) => unknown;
+  readonly transactionStore?: DuoTransactionStore;
+}
+
+/** With fail mode `open`, the shortest `timeoutMs`: a shorter deadline turns a slow Duo into a bypass. */
+export const FAIL_OPEN_MIN_TIMEOUT_MS = 3_000;
+
+/**
+ * The one place the module's own options are checked (Duo's credentials and
+ * transport are checked by the protocol client's `resolveClientConfig`, which
+ * `DuoClient` runs). Every mistake is a `DuoConfigError` naming the option.
+ */
+export function resolveDuoSettings(options: DuoModuleOptions): DuoSettings {
+  const record = options as unknown as Record<string, unknown>;
+  const failMode = options.failMode ?? 'closed';
+  if (failMode !== 'closed' && failMode !== 'open') throw new DuoConfigError('Duo option "failMode" must be "closed" or "open".');
+  if (failMode === 'open' && options.timeoutMs !== undefined && options.timeoutMs < FAIL_OPEN_MIN_TIMEOUT_MS) {
+    throw new DuoConfigError(
+      `Duo option "timeoutMs" must be at least ${FAIL_OPEN_MIN_TIMEOUT_MS} with failMode "open": a shorter deadline turns a slow Duo into a bypass.`,
+    );
+  }
+  if (options.loginPath !== undefined && safeReturnPath(options.loginPath, '') !== options.loginPath) {
+    throw new DuoConfigError('Duo option "loginPath" must be a path on this site, such as /login.');
+  }
+  if (options.appName !== undefined && (typeof options.appName !== 'string' || options.appName.length === 0 || options.appName.length > 256)) {
+    throw new DuoConfigError('Duo option "appName" must be a string of 1 to 256 characters.');
+  }
+  const store = options.transactionStore as Partial<DuoTransactionStore> | null | undefined;
+  if (store !== undefined && (!store || typeof store.create !== 'function' || typeof store.take !== 'function')) {
+    throw new DuoConfigError('Duo option "transactionStore" must have create() and take() methods.');
+  }
+  if (options.getUsername !== undefined && typeof options.getUsername !== 'function') {
+    throw new DuoConfigError('Duo option "getUsername" must be a function of the request.');
+  }
+  if (options.onEvent !== undefined && typeof options.onEvent !== 'function') {
+    throw new DuoConfigError('Duo option "onEvent" must be a function.');
+  }
+  if (options.checkSessionCookie !== undefined && typeof options.checkSessionCookie !== 'boolean') {
+    throw new DuoConfigError('Duo option "checkSessionCookie" must be true or false.');
+  }
+  return {
+    failMode,
+    healthCheckCacheMs: checkInteger(record, 'healthCheckCacheSeconds', 30, 0, 3600) * 1000,
+    transactionTtlMs: checkInteger(record, 'transactionTtlSeconds', 600, 30, 3600) * 1000,
+    maxPendingPerSession: checkInteger(record, 'maxPendingPerSession', 5, 1, 50),
+    bypassTtlMs: checkInteger(record, 'bypassTtlSeconds', 300, 1, 86_400) * 1000,
+    sessionTimeoutMs: checkInteger(record, 'sessionTimeoutMs', 2000, 100, 60_000),
+    checkSessionCookie: options.checkSessionCookie !== false,
+    getUsername: options.getUsername ?? defaultGetUsername,
+    ...(options.loginPath === undefined ? {} : { loginPath: options.loginPath }),
+    ...(options.appName === undefined ? {} : { appName: options.appName }),
+    ...(options.onEvent === undefined ? {} : { onEvent: options.onEvent }),
+    ...(options.transactionStore === undefined ? {} : { transactionStore: options.transactionStore }),
+  };
+}
+
+/** `req.user.username`, else `req.user.email`, else `req.user` when it is a string. */
+function defaultGetUsername(request: DuoRequest): string | undefined {
+  const user = request.user;
+  if (typeof user === 'string') return user;
+  if (user && typeof user === 'object') {
+    const { username, email } = user as { username?: unknown; email?: unknown };
+    if (typeof username === 'string') return username;
+    if (typeof email === 'string') return email;
+  }
+  return undefined;
 }

@@ -1,14 +1,13 @@
 export { DuoModule } from './duo.module.js';
 export { DUO_MODULE_OPTIONS } from './duo.module-definition.js';
 export { DuoService } from './duo.service.js';
-export type { SecondFactorResult, SecondFactorStart } from './duo.service.js';
+export type { SecondFactorResult, DuoCallbackOutcome } from './duo.flow.js';
 export type { DuoModuleOptions, DuoFailMode, DuoRequest } from './duo.options.js';
 export { RequireSecondFactor, SkipSecondFactor } from './require-second-factor.decorator.js';
 export { REQUIRE_SECOND_FACTOR, SKIP_SECOND_FACTOR, RETURN_TO_HEADER, DUO_STRATEGY, DUO_SESSION_KEY } from './duo.constants.js';
 export type { RequireSecondFactorOptions } from './duo.constants.js';
 export { SecondFactorGuard } from './second-factor.guard.js';
-export { DuoCallback, DuoCallbackGuard, DuoCallbackInterceptor, DuoCallbackResult, DUO_CALLBACK_RESULT } from './duo-callback.guard.js';
-export type { DuoCallbackOutcome } from './duo-callback.guard.js';
+export { DuoCallback, DuoCallbackGuard, DuoCallbackInterceptor, DuoCallbackResult } from './duo-callback.guard.js';
 export { DuoExceptionFilter, renderDuoErrorPage } from './duo-exception.filter.js';
 export { DuoHttpException } from './duo.exception.js';
 export type { DuoErrorBody } from './duo.exception.js';

@@ -1,4 +1,11 @@
-import type { DuoRequest } from './duo.options.js';
+import { upstreamText } from './protocol/errors.js';
+
+/**
+ * The request object of the HTTP platform (Express or Fastify), as the module
+ * reads it. Public methods take any request object; hooks such as `getUsername`
+ * receive it under this type.
+ */
+export type DuoRequest = Record<string, unknown> & { headers: Record<string, string | string[] | undefined> };
 
 function header(request: DuoRequest, name: string): string | undefined {
   const value = request.headers[name];
@@ -48,21 +55,35 @@ export function requestPath(request: DuoRequest): string {
   return raw;
 }
 
-/** Query parameters by name: exactly one string, or undefined when absent; arrays and objects are reported as such. */
-export function singleQueryValue(request: DuoRequest, name: string): { value?: string; malformed: boolean } {
-  const query = (request.query ?? {}) as Record<string, unknown>;
-  const raw = Object.prototype.hasOwnProperty.call(query, name) ? query[name] : undefined;
-  if (raw === undefined) {
-    // `name[]=x` or `name[a]=x` with a simple query parser arrive under another key: still malformed.
-    const bracketed = Object.keys(query).some((key) => key.startsWith(`${name}[`));
-    return { malformed: bracketed };
-  }
-  if (typeof raw !== 'string') return { malformed: true };
-  return { value: raw, malformed: false };
+/** One query parameter of the callback: its value when it appears exactly once. */
+export interface QueryValue {
+  value?: string;
+  /** It appears more than once: never guess which one was meant. */
+  repeated: boolean;
+  present: boolean;
 }
 
-/** Whether a query parameter appears at all, in whatever shape. */
-export function hasQueryParam(request: DuoRequest, name: string): boolean {
-  const query = (request.query ?? {}) as Record<string, unknown>;
-  return Object.keys(query).some((key) => key === name || key.startsWith(`${name}[`));
+/**
+ * Reads query parameters from the raw URL with URLSearchParams, each name at
+ * most once, the same on Express and Fastify whatever query parser the app
+ * set (`state[]=x` is a parameter named `state[]`, not an array `state`).
+ */
+export function rawQuery(request: DuoRequest, names: readonly string[]): Record<string, QueryValue> {
+  let params: URLSearchParams;
+  try {
+    params = new URL(requestPath(request), 'http://request.invalid').searchParams;
+  } catch {
+    params = new URLSearchParams();
+  }
+  const values: Record<string, QueryValue> = {};
+  for (const name of names) {
+    const all = params.getAll(name);
+    values[name] = all.length === 1 ? { value: all[0]!, repeated: false, present: true } : { repeated: all.length > 1, present: all.length > 0 };
+  }
+  return values;
+}
+
+/** Text from a request or from Duo, safe for a log line: printable ASCII, cut short. */
+export function printable(value: string, max = 80): string {
+  return upstreamText(value, max) ?? '';
 }

@@ -5,6 +5,7 @@ import { RETURN_TO_HEADER, REQUIRE_SECOND_FACTOR, SKIP_SECOND_FACTOR, type Requi
 import { answeredHere, writeDuoAnswer } from './duo-exception.filter.js';
 import { DuoHttpException } from './duo.exception.js';
 import type { DuoRequest } from './duo.options.js';
+import { DuoFlow } from './duo.flow.js';
 import { DuoService } from './duo.service.js';
 import { DuoError, isDuoError } from './protocol/index.js';
 import { requestPath, safeReturnPath, wantsJson } from './request.util.js';
@@ -21,6 +22,7 @@ import { SecondFactorSession } from './second-factor.session.js';
 export class SecondFactorGuard implements CanActivate {
   /** Injected by property, so that subclasses keep the two-argument constructor. */
   @Inject(HttpAdapterHost) protected readonly adapterHost!: HttpAdapterHost;
+  @Inject(DuoFlow) private readonly flow!: DuoFlow;
 
   constructor(
     protected readonly reflector: Reflector,
@@ -88,14 +90,14 @@ export class SecondFactorGuard implements CanActivate {
 
   protected async check(request: DuoRequest, maxAge: number | undefined, json = wantsJson(request)): Promise<boolean> {
     SecondFactorSession.of(request);
-    this.duo.checkSessionCookie(request);
-    const username = this.duo.usernameOf(request);
+    this.flow.checkSessionCookie(request);
+    const username = this.flow.usernameOf(request);
     if (!username) return this.noPrimaryUser(request);
-    if (this.duo.verification(request, maxAge)) return true;
-    if (maxAge === undefined && this.duo.bypass(request)) return true;
+    if (this.flow.verification(request, maxAge)) return true;
+    if (maxAge === undefined && this.flow.bypass(request)) return true;
 
     const returnTo = json ? safeReturnPath(request.headers[RETURN_TO_HEADER]) : safeReturnPath(requestPath(request));
-    const start = await this.duo.startSecondFactor(request, username, returnTo, maxAge);
+    const start = await this.flow.start(request, username, returnTo, maxAge);
     if (start.kind === 'bypass') return true;
     const required = new DuoError(
       maxAge === undefined ? 'second_factor_required' : 'step_up_required',
@@ -110,7 +112,7 @@ export class SecondFactorGuard implements CanActivate {
   /** No primary login: 401, or a 303 to `loginPath` for browsers when it is set. */
   protected noPrimaryUser(request: DuoRequest): never {
     const error = new DuoError('primary_auth_required', 'Sign in first: this page needs a logged-in user before the Duo second factor.');
-    const loginPath = this.duo.settings.loginPath;
+    const loginPath = this.flow.context.settings.loginPath;
     if (loginPath && !wantsJson(request)) {
       const target = `${loginPath}${loginPath.includes('?') ? '&' : '?'}returnTo=${encodeURIComponent(safeReturnPath(requestPath(request)))}`;
       throw new DuoHttpException(error, { redirectTo: target });

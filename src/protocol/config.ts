@@ -155,7 +155,8 @@ function printableProxy(proxy: string): string {
   return url.href;
 }
 
-function checkInteger(options: Record<string, unknown>, option: string, fallback: number, min: number, max: number): number {
+/** A whole-number option within bounds, or its default. Shared with the Nest layer's resolver (not exported from the protocol entry). */
+export function checkInteger(options: Record<string, unknown>, option: string, fallback: number, min: number, max: number): number {
   const value = options[option];
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {

@@ -9,6 +9,7 @@ import { DUO_MODULE_OPTIONS, DuoService, type DuoModuleOptions } from '../../src
 import { DuoEmulator } from '../../src/testing/index.js';
 import { selfSignedCertificate } from '../support/tls.js';
 import { PLATFORMS, createTestApp, perTestApps, type TestApp } from './fixtures.js';
+import { DuoContext } from '../../src/duo.context.js';
 
 describe.each(PLATFORMS)('fail mode and Duo failures on %s', (adapter) => {
   const suite = perTestApps(adapter);
@@ -101,7 +102,8 @@ describe.each(PLATFORMS)('fail mode and Duo failures on %s', (adapter) => {
       inspect(service, { showHidden: true, depth: Infinity, getters: true }),
       inspect(options, { showHidden: true, depth: Infinity, getters: true }),
       JSON.stringify(options),
-      JSON.stringify(service.client),
+      JSON.stringify(t.app.get(DuoContext).client),
+      inspect(t.app.get(DuoContext), { showHidden: true, depth: Infinity, getters: true }),
     ]) {
       expect(view).not.toContain('pr0xy-Pa55word');
       expect(view).not.toContain(emulator.clientSecret);

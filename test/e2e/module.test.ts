@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DUO_MODULE_OPTIONS, DuoModule, DuoService, type DuoModuleOptions } from '../../src/index.js';
 import { DuoEmulator } from '../../src/testing/index.js';
 import { CapturingLogger, createTestApp, pathOf, REDIRECT_URI } from './fixtures.js';
+import { DuoContext } from '../../src/duo.context.js';
+import { DuoFlow } from '../../src/duo.flow.js';
 
 let emulator: DuoEmulator;
 
@@ -92,7 +94,7 @@ describe('DuoModule configuration', () => {
       }
     }
     const app = await bootstrap([DuoModule.forRootAsync({ useClass: DuoConfig })]);
-    expect(app.get(DuoService).client.config.clientId).toBe(emulator.clientId);
+    expect(app.get(DuoContext).client.config.clientId).toBe(emulator.clientId);
     await app.close();
   });
 
@@ -110,7 +112,7 @@ describe('DuoModule configuration', () => {
     const seen: string[] = [];
     const subscription = duo.events$.subscribe((event) => seen.push(`${event.type}:${event.username ?? ''}`));
     const request = { headers: {}, user: { username: 'alice' }, session: {} };
-    const start = await duo.startSecondFactor(request, 'alice', '/account');
+    const start = await app.get(DuoFlow).start(request, 'alice', '/account');
     expect(start.kind).toBe('redirect');
     expect(seen).toEqual(['prompt_started:alice']);
     subscription.unsubscribe();
@@ -143,8 +145,10 @@ describe('DuoModule configuration', () => {
     const app = await bootstrap([DuoModule.forRoot(emulator.clientOptions(REDIRECT_URI))]);
     const duo = app.get(DuoService);
     expect(inspect(duo, { depth: 10 })).not.toContain(emulator.clientSecret);
-    expect(JSON.stringify(duo.client)).not.toContain(emulator.clientSecret);
-    expect(inspect(duo.client.config, { depth: 10 })).not.toContain(emulator.clientSecret);
+    const context = app.get(DuoContext);
+    expect(inspect(context, { depth: 10 })).not.toContain(emulator.clientSecret);
+    expect(JSON.stringify(context.client)).not.toContain(emulator.clientSecret);
+    expect(inspect(context.client.config, { depth: 10 })).not.toContain(emulator.clientSecret);
     const options = app.get(DUO_MODULE_OPTIONS);
     expect(options.clientId).toBe(emulator.clientId);
     expect(options.clientSecret).toBe(emulator.clientSecret); // still readable

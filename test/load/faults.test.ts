@@ -11,6 +11,7 @@ import { HEALTH_LANE } from '../../src/protocol/http.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DuoEmulator } from '../../src/testing/index.js';
 import { PLATFORMS, createTestApp, loginWithDuo, pathOf, type TestApp } from '../e2e/fixtures.js';
+import { DuoContext } from '../../src/duo.context.js';
 
 const TIMEOUT_MS = 1500;
 const CAP = 4;
@@ -99,7 +100,7 @@ describe.each(PLATFORMS)('under load and faults on %s (short run)', (adapter) =>
     let peakInFlight = 0;
     let peakSockets: number | undefined;
     const sampler = setInterval(() => {
-      peakInFlight = Math.max(peakInFlight, t.duo.client.inFlight);
+      peakInFlight = Math.max(peakInFlight, t.app.get(DuoContext).client.inFlight);
       const sockets = connectionsTo(port);
       if (sockets !== undefined) peakSockets = Math.max(peakSockets ?? 0, sockets);
     }, 5);
@@ -119,8 +120,8 @@ describe.each(PLATFORMS)('under load and faults on %s (short run)', (adapter) =>
 
   async function inFlightDrains(): Promise<void> {
     const until = Date.now() + TIMEOUT_MS + MARGIN_MS;
-    while (t.duo.client.inFlight > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(t.duo.client.inFlight).toBe(0);
+    while (t.app.get(DuoContext).client.inFlight > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(t.app.get(DuoContext).client.inFlight).toBe(0);
   }
 
   it('a burst of logins: every login passes and is verified exactly once', async () => {

@@ -2,7 +2,8 @@ import 'reflect-metadata';
 import { Reflector } from '@nestjs/core';
 import { UseGuards, type ExecutionContext } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DuoHttpException, DuoService, RequireSecondFactor, SecondFactorGuard, SkipSecondFactor } from '../../src/index.js';
+import { Test, type TestingModule } from '@nestjs/testing';
+import { DuoHttpException, DuoModule, DuoService, RequireSecondFactor, SecondFactorGuard, SkipSecondFactor } from '../../src/index.js';
 import { DuoEmulator } from '../../src/testing/index.js';
 
 class Handlers {
@@ -64,16 +65,19 @@ describe('SecondFactorGuard outside HTTP', () => {
 
 describe('SecondFactorGuard on GraphQL (same session as HTTP)', () => {
   let emulator: DuoEmulator;
+  let moduleRef: TestingModule;
   let duo: DuoService;
   let guard: SecondFactorGuard;
 
   beforeAll(async () => {
     emulator = await DuoEmulator.start();
-    duo = new DuoService(emulator.clientOptions('http://localhost/duo/callback'));
-    guard = new SecondFactorGuard(new Reflector(), duo);
+    moduleRef = await Test.createTestingModule({ imports: [DuoModule.forRoot(emulator.clientOptions('http://localhost/duo/callback'))] }).compile();
+    await moduleRef.init();
+    duo = moduleRef.get(DuoService);
+    guard = moduleRef.get(SecondFactorGuard);
   });
   afterAll(async () => {
-    await duo.onModuleDestroy();
+    await moduleRef.close();
     await emulator.close();
   });
 

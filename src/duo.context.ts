@@ -1,0 +1,105 @@
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { inspect, type InspectOptions } from 'node:util';
+import { DuoHealth } from './duo-health.js';
+import { DuoEventBus } from './duo.events.js';
+import { DUO_MODULE_OPTIONS } from './duo.module-definition.js';
+import { resolveDuoSettings, type DuoModuleOptions, type DuoSettings } from './duo.options.js';
+import { DuoClient, type DuoHealthCheckResult } from './protocol/index.js';
+import { SessionTransactionStore, type DuoTransactionStore } from './transaction.store.js';
+
+/**
+ * One Duo application as the module runs it: the protocol client and the
+ * settings resolved from the options, the health cache, the store of pending
+ * logins and the event bus. Internal: the service, the flow and the guards
+ * share it. (Several Duo applications would be several of these.)
+ */
+@Injectable()
+export class DuoContext implements OnApplicationBootstrap, OnModuleDestroy {
+  readonly client: DuoClient;
+  readonly settings: DuoSettings;
+  readonly store: DuoTransactionStore;
+  readonly health: DuoHealth;
+  readonly events: DuoEventBus;
+  readonly logger = new Logger('DuoModule');
+  /** This Duo application, as markers name it: `clientId@host`. */
+  readonly application: string;
+  /** The redirect URI's path: where `@DuoCallback()` must be. */
+  readonly callbackPath: string;
+  /** Duo's clock minus ours, from the last health check that answered. */
+  clockOffsetSeconds = 0;
+
+  constructor(@Inject(DUO_MODULE_OPTIONS) options: DuoModuleOptions) {
+    this.client = new DuoClient(options);
+    this.settings = resolveDuoSettings(options);
+    hideSecrets(options, this.client.config.proxy);
+    this.health = new DuoHealth(
+      this.client,
+      {
+        failMode: this.settings.failMode,
+        healthCheckCacheMs: this.settings.healthCheckCacheMs,
+        timeoutMs: this.client.config.timeoutMs,
+        bypassTtlMs: this.settings.bypassTtlMs,
+      },
+      this.logger,
+    );
+    this.store = this.settings.transactionStore ?? new SessionTransactionStore();
+    this.events = new DuoEventBus(this.settings.onEvent, this.logger);
+    this.callbackPath = new URL(this.client.config.redirectUri).pathname;
+    this.application = `${this.client.config.clientId}@${new URL(this.client.config.baseUrl).host}`;
+  }
+
+  /** A health check, cached: healthy answers for `healthCheckCacheSeconds`, failures for 5 s; concurrent callers share one call. */
+  async cachedHealthCheck(): Promise<DuoHealthCheckResult> {
+    return this.remember(await this.health.check());
+  }
+
+  /** Keeps the clock offset a health check measured. */
+  remember(result: DuoHealthCheckResult): DuoHealthCheckResult {
+    this.clockOffsetSeconds = result.clockOffsetSeconds;
+    return result;
+  }
+
+  /** With fail mode `open`: a warning, and one health check whose failure is logged as an error. */
+  async onApplicationBootstrap(): Promise<void> {
+    await this.health.onBootstrap();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.events.complete();
+    await this.client.close();
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { application: this.application, callbackPath: this.callbackPath };
+  }
+}
+
+/**
+ * The options object is a provider anyone can inject and log. Its secret and
+ * the proxy URL (which may carry credentials) become non-enumerable getters, so
+ * JSON.stringify and spreading leave them out while the properties still read as
+ * before; and util.inspect (console.log), even with showHidden and getters, shows
+ * the options through a custom view with both replaced.
+ */
+function hideSecrets(options: DuoModuleOptions, printableProxy: string | undefined): void {
+  if (Object.isFrozen(options)) return;
+  try {
+    for (const key of ['clientSecret', 'proxy'] as const) {
+      const descriptor = Object.getOwnPropertyDescriptor(options, key);
+      if (!descriptor || !descriptor.configurable || !('value' in descriptor)) continue;
+      const value: unknown = descriptor.value;
+      Object.defineProperty(options, key, { get: () => value, enumerable: false, configurable: true });
+    }
+    Object.defineProperty(options, inspect.custom, {
+      value: (_depth: number, inspectOptions: InspectOptions, show: typeof inspect = inspect): string =>
+        show(
+          { ...options, clientSecret: '[hidden]', ...(printableProxy === undefined ? {} : { proxy: printableProxy }) },
+          { ...inspectOptions, showHidden: false, getters: false },
+        ),
+      enumerable: false,
+      configurable: true,
+    });
+  } catch {
+    // An options object that will not take it keeps its shape; nothing we hold shows it.
+  }
+}

@@ -1,0 +1,271 @@
+import { Injectable } from '@nestjs/common';
+import { DuoContext } from './duo.context.js';
+import { DuoHttpException } from './duo.exception.js';
+import type { DuoRequest } from './duo.options.js';
+import { DuoError, isDuoError, type DuoAuthUrlExtras, type DuoErrorCode, type DuoIdTokenClaims } from './protocol/index.js';
+import { isWellFormedState } from './protocol/random.js';
+import { printable, rawQuery, safeReturnPath } from './request.util.js';
+import { SecondFactorSession } from './second-factor.session.js';
+import { lintSessionCookie } from './session-cookie.lint.js';
+import { Throttle } from './throttle.js';
+import type { BypassMarker, DuoSessionData, PendingTransaction, VerifiedMarker } from './transaction.store.js';
+
+/** What the guard does next for a session without a (fresh enough) second factor. */
+export type SecondFactorStart = { kind: 'redirect'; url: string } | { kind: 'bypass'; reason: DuoErrorCode };
+
+/** A passed second factor, as the callback recorded it. */
+export interface SecondFactorResult {
+  username: string;
+  /** The path the user was going to. */
+  returnTo: string;
+  verified: VerifiedMarker;
+  claims: DuoIdTokenClaims;
+}
+
+/** What a `@DuoCallback()` handler receives (`@DuoCallbackResult()`). */
+export interface DuoCallbackOutcome {
+  /** The path the user was going to; the callback ends in a 303 there unless the handler returns `{ url }`. */
+  returnTo: string;
+  /** True when this was a reload of a callback that had already succeeded: nothing was sent to Duo. */
+  reload: boolean;
+  /** The verified second factor (absent on a reload). */
+  result?: SecondFactorResult;
+}
+
+const CALLBACK_PARAMS = ['state', 'duo_code', 'code', 'error'] as const;
+
+/**
+ * The second-factor flow, internal to the module: start a login (health,
+ * state, nonce, pending login), complete a callback (take once, exchange,
+ * verify, record under a new session id), and read what a session has passed.
+ * The guard and the callback call it, each part once, in one direction.
+ */
+@Injectable()
+export class DuoFlow {
+  readonly #anonymousFailures = new Throttle(10_000);
+  #cookieChecked = false;
+
+  constructor(readonly context: DuoContext) {}
+
+  /** The primary user's name, or undefined when nobody is logged in. */
+  usernameOf(request: DuoRequest): string | undefined {
+    const username = this.context.settings.getUsername(request);
+    return typeof username === 'string' && username.length > 0 ? username : undefined;
+  }
+
+  /** The verified marker for the current user and this application, if any (optionally no older than maxAge seconds). */
+  verification(request: DuoRequest, maxAge?: number): VerifiedMarker | undefined {
+    const username = this.usernameOf(request);
+    if (!username) return undefined;
+    return SecondFactorSession.of(request).verifiedFor(username, this.context.application, maxAge);
+  }
+
+  /** The fail-open bypass marker for the current user, if Duo was skipped for this session and the bypass still runs. */
+  bypass(request: DuoRequest): BypassMarker | undefined {
+    const username = this.usernameOf(request);
+    if (!username) return undefined;
+    return SecondFactorSession.of(request).bypassFor(username, this.context.application);
+  }
+
+  /** Warns once, on the first protected request, about session cookie settings that break or weaken the flow. */
+  checkSessionCookie(request: DuoRequest): void {
+    if (this.#cookieChecked || !this.context.settings.checkSessionCookie) return;
+    this.#cookieChecked = true;
+    const cookie = (request.session as { cookie?: unknown } | undefined)?.cookie;
+    for (const warning of lintSessionCookie(cookie, this.context.client.config.redirectUri)) this.context.logger.warn(warning);
+  }
+
+  /**
+   * Starts Duo for this request: health check (cached), new state and nonce,
+   * the pending login saved, the prompt URL. With fail mode `open` and Duo
+   * unavailable, marks the session bypassed instead (never for step-up).
+   */
+  async start(request: DuoRequest, username: string, returnTo: string, maxAge?: number): Promise<SecondFactorStart> {
+    const { context } = this;
+    const { settings } = context;
+    const session = SecondFactorSession.of(request);
+    try {
+      await context.cachedHealthCheck();
+    } catch (error) {
+      const duoError = isDuoError(error) ? error : new DuoError('duo_upstream_invalid', 'The Duo health check failed unexpectedly.');
+      // Step-up logins never fail open, so they never spend a confirming health check either.
+      if (maxAge === undefined && (await context.health.mayFailOpen(duoError))) {
+        const now = Date.now();
+        session.markBypassed({ username, app: context.application, at: now, until: now + settings.bypassTtlMs, reason: duoError.code });
+        context.logger.warn(`Fail mode "open": user "${printable(username)}" let through WITHOUT a second factor because Duo is unavailable (${duoError.code}).`);
+        context.events.emit({ type: 'second_factor_bypassed', at: now, username, reason: duoError.code });
+        return { kind: 'bypass', reason: duoError.code };
+      }
+      context.events.emit({ type: 'second_factor_failed', at: Date.now(), username, code: duoError.code });
+      throw duoError;
+    }
+    const extras: DuoAuthUrlExtras = {};
+    if (settings.appName !== undefined) extras.destAppName = settings.appName;
+    if (maxAge !== undefined) extras.maxAge = maxAge;
+    const authorization = await context.client.startAuthorization(username, extras);
+    const now = Date.now();
+    const transaction: PendingTransaction = {
+      state: authorization.state,
+      nonce: authorization.nonce,
+      username,
+      returnTo: this.#returnTarget(returnTo),
+      binding: session.binding(),
+      startedAt: now,
+      expiresAt: now + settings.transactionTtlMs,
+      ...(maxAge === undefined ? {} : { maxAge }),
+    };
+    await this.#storeCall(() => context.store.create(transaction, this.#storeContext(session.writable())));
+    context.events.emit({ type: 'prompt_started', at: now, username, ...(maxAge === undefined ? {} : { maxAge }) });
+    return { kind: 'redirect', url: authorization.url };
+  }
+
+  /**
+   * A reload of a callback that already succeeded in this session: where the
+   * first one went, without calling Duo; undefined otherwise.
+   */
+  reloaded(request: DuoRequest): DuoCallbackOutcome | undefined {
+    if (!request.session || typeof request.session !== 'object') return undefined;
+    const state = rawQuery(request, ['state']).state!.value;
+    if (state === undefined) return undefined;
+    const returnTo = SecondFactorSession.of(request).completed(state);
+    return returnTo !== undefined && this.verification(request) ? { returnTo, reload: true } : undefined;
+  }
+
+  /**
+   * Consumes Duo's callback: the pending login is taken by state exactly once
+   * and checked against this session and user, the code exchanged and the
+   * id_token verified, and the session renewed with the verified marker. A
+   * failure once the login is known carries its return path (the error page's
+   * "start again" link).
+   */
+  async complete(request: DuoRequest): Promise<DuoCallbackOutcome> {
+    const { context } = this;
+    let username = this.usernameOf(request);
+    let retryPath: string | undefined;
+    try {
+      const params = rawQuery(request, CALLBACK_PARAMS);
+      const state = params.state!;
+      if (state.repeated) throw new DuoError('state_invalid', 'The callback carries more than one state. Start the login again.');
+      if (state.value === undefined) throw new DuoError('state_invalid', 'The callback has no state. Start the login again.');
+      if (!isWellFormedState(state.value)) throw new DuoError('state_invalid', 'The callback state is malformed. Start the login again.');
+      const session = SecondFactorSession.of(request);
+      // A session that never started a login has nothing to take: it is not given module data to write into.
+      const data = session.existing.binding === undefined ? {} : session.writable();
+      const transaction = await this.#storeCall(() => context.store.take(state.value!, this.#storeContext(data)));
+      if (!transaction) {
+        throw new DuoError('state_unknown', 'This sign-in response is unknown, already used, or belongs to another session. Start the login again.');
+      }
+      if (transaction.binding !== session.existing.binding) {
+        throw new DuoError('state_unknown', 'This sign-in response belongs to another session. Start the login again.');
+      }
+      username = transaction.username;
+      retryPath = transaction.returnTo;
+      if (transaction.expiresAt <= Date.now()) throw new DuoError('transaction_expired', 'This sign-in took too long and expired. Start the login again.');
+      if (this.usernameOf(request) !== transaction.username) {
+        throw new DuoError('username_mismatch', 'The user logged in to this session changed during the Duo login; the second factor does not count.');
+      }
+      if (params.error!.present) {
+        const error = params.error!.value;
+        if (error === 'access_denied') throw new DuoError('access_denied', 'Duo denied the authentication.');
+        throw new DuoError('duo_error', `Duo reported an error (${printable(error ?? 'malformed', 40)}); the second factor was not passed.`);
+      }
+      const duoCode = params.duo_code!;
+      const plainCode = params.code!;
+      if (duoCode.repeated || plainCode.repeated || (duoCode.present && plainCode.present)) {
+        throw new DuoError('input_invalid', 'The callback carries more than one authorization code.');
+      }
+      const code = duoCode.value ?? plainCode.value;
+      if (code === undefined || code.length === 0) throw new DuoError('input_invalid', 'The callback has no authorization code (duo_code).');
+      const claims = await context.client.exchangeAuthorizationCode(
+        code,
+        transaction.username,
+        transaction.nonce,
+        transaction.maxAge === undefined ? {} : { maxAge: transaction.maxAge, clockOffsetSeconds: context.clockOffsetSeconds },
+      );
+      // Duo answered a token call: a remembered health failure is out of date.
+      context.health.markAnswered();
+      const result: SecondFactorResult = { username: transaction.username, returnTo: transaction.returnTo, verified: this.#marker(transaction, claims), claims };
+      await this.#record(session, transaction, result);
+      return { returnTo: result.returnTo, reload: false, result };
+    } catch (error) {
+      if (error instanceof DuoHttpException) throw error;
+      const duoError = isDuoError(error) ? error : new DuoError('duo_upstream_invalid', 'The Duo callback failed unexpectedly.');
+      this.#callbackFailed(duoError, username);
+      throw new DuoHttpException(duoError, { retryPath: retryPath ?? '/' });
+    }
+  }
+
+  /** The verified marker: this user and application, and when the user authenticated at Duo, in our clock. */
+  #marker(transaction: PendingTransaction, claims: DuoIdTokenClaims): VerifiedMarker {
+    const now = Date.now();
+    // Duo's auth_time is Duo's clock: turned into ours with the offset the health check measured.
+    const authAt = typeof claims.auth_time === 'number' ? (claims.auth_time - this.context.clockOffsetSeconds) * 1000 : now;
+    return {
+      username: transaction.username,
+      app: this.context.application,
+      at: Math.min(now, authAt),
+      ...(typeof claims.auth_context?.factor === 'string' ? { factor: claims.auth_context.factor } : {}),
+      ...(typeof claims.auth_context?.txid === 'string' ? { txid: claims.auth_context.txid } : {}),
+      ...(typeof claims.auth_time === 'number' ? { authTime: claims.auth_time } : {}),
+      ...(Array.isArray(claims.amr) ? { amr: claims.amr.filter((item): item is string => typeof item === 'string') } : {}),
+    };
+  }
+
+  /** Records the passed second factor in the session (new session id), then announces it. */
+  async #record(session: SecondFactorSession, transaction: PendingTransaction, result: SecondFactorResult): Promise<void> {
+    await session.recordVerified({
+      marker: result.verified,
+      completed: { state: transaction.state, returnTo: result.returnTo, until: Date.now() + this.context.settings.transactionTtlMs },
+      binding: transaction.binding,
+      username: result.username,
+      usernameOf: (view) => this.usernameOf(view),
+      timeoutMs: this.context.settings.sessionTimeoutMs,
+    });
+    this.context.events.emit({
+      type: 'second_factor_passed',
+      at: result.verified.at,
+      username: result.username,
+      ...(result.verified.factor ? { factor: result.verified.factor } : {}),
+      ...(result.verified.txid ? { txid: result.verified.txid } : {}),
+    });
+  }
+
+  /**
+   * A refused callback: an event and a warning. Callbacks that name no user (an
+   * unknown or malformed state, no session) cost an attacker nothing to send, so
+   * those are reported at most once per 10 s, with the count of the ones left out.
+   */
+  #callbackFailed(error: DuoError, username: string | undefined): void {
+    const { events, logger } = this.context;
+    const at = Date.now();
+    if (username) {
+      events.emit({ type: 'second_factor_failed', at, code: error.code, username });
+      logger.warn(`Duo callback refused for user "${printable(username)}": ${error.code}.`);
+      return;
+    }
+    const suppressed = this.#anonymousFailures.pass(at);
+    if (suppressed === undefined) return;
+    events.emit({ type: 'second_factor_failed', at, code: error.code, ...(suppressed > 0 ? { suppressed } : {}) });
+    const more = suppressed > 0 ? ` (${suppressed} more such callbacks in the last 10 s were not logged)` : '';
+    logger.warn(`Duo callback refused: ${error.code}${more}.`);
+  }
+
+  #returnTarget(returnTo: string): string {
+    const target = safeReturnPath(returnTo);
+    // Never return to the callback itself: it would only ever fail.
+    return target.split('?')[0] === this.context.callbackPath ? '/' : target;
+  }
+
+  #storeContext(data: DuoSessionData) {
+    return { session: data, maxPendingPerSession: this.context.settings.maxPendingPerSession };
+  }
+
+  async #storeCall<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (isDuoError(error)) throw error;
+      throw new DuoError('store_unavailable', 'The store of pending Duo logins is unavailable; nothing was let through. Try again shortly.');
+    }
+  }
+}
