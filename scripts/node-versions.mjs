@@ -83,7 +83,11 @@ export async function ensureNode(spec) {
     `${JSON.stringify({ name: `node-${spec.replaceAll('.', '-')}`, private: true, allowScripts: { node: true } }, null, 2)}\n`,
   );
   const args = ['install', '--no-audit', '--no-fund', '--no-package-lock', '--loglevel=warn', `node@${spec}`];
-  const { code, output } = await capture(npm, args, { cwd: prefix, env: cleanEnv() });
+  let { code, output } = await capture(npm, args, { cwd: prefix, env: cleanEnv() });
+  if (code !== 0) {
+    // Stale cached registry metadata (ETARGET): once more with a refetch.
+    ({ code, output } = await capture(npm, [...args, '--prefer-online'], { cwd: prefix, env: cleanEnv() }));
+  }
   const version = await versionOf(binary);
   if (code !== 0 || !version || !matches(spec, version)) {
     throw new Error(`npm ${args.join(' ')} (in ${prefix}) did not give a Node ${spec} binary${version ? ` (got ${version})` : ''}:\n${output}`);

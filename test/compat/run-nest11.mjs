@@ -81,6 +81,18 @@ async function expectFailure(name, pattern, command, args, cwd, options) {
   record(ok, name, ok ? '' : code === 0 ? 'it passed: the README note that says it fails is out of date' : output.slice(-3000));
 }
 
+/**
+ * `npm install` in `cwd`, once more with --prefer-online when it fails: npm's
+ * cached registry metadata can be older than a package that asks for a fresh
+ * release of another (ETARGET "No matching version found"), which a refetch fixes.
+ */
+async function npmInstall(args, cwd) {
+  const base = ['install', '--no-audit', '--no-fund', '--no-package-lock', '--ignore-scripts', '--loglevel=error', ...args];
+  if ((await run(npm, base, cwd)).code === 0) return true;
+  console.log('npm install failed; once more with --prefer-online (fresh registry metadata)');
+  return (await run(npm, [...base, '--prefer-online'], cwd)).code === 0;
+}
+
 function versionOf(binary) {
   return run(binary, ['-p', 'process.version'], root, { quiet: true }).then(({ output }) => output.trim());
 }
@@ -125,8 +137,7 @@ async function typeScriptChecks(appDir, work) {
   const oldDir = join(work, `typescript-${OLD_TYPESCRIPT}`);
   mkdirSync(oldDir);
   writeJson(join(oldDir, 'package.json'), { private: true });
-  const install = await run(npm, ['install', '--no-audit', '--no-fund', '--no-package-lock', '--ignore-scripts', '--loglevel=error', `typescript@${OLD_TYPESCRIPT}`], oldDir);
-  if (install.code !== 0) {
+  if (!(await npmInstall([`typescript@${OLD_TYPESCRIPT}`], oldDir))) {
     record(false, `TypeScript ${OLD_TYPESCRIPT} could not be installed`);
     return;
   }
@@ -204,9 +215,7 @@ async function main() {
     const { transformIgnorePatterns: _line, ...template } = JSON.parse(readFileSync(join(appDir, 'test/jest-e2e.json'), 'utf8'));
     writeJson(join(appDir, 'test/jest-e2e.template.json'), template);
 
-    if ((await run(npm, ['install', '--no-audit', '--no-fund', '--no-package-lock', '--ignore-scripts', '--loglevel=error'], appDir)).code !== 0) {
-      throw new Error('npm install failed');
-    }
+    if (!(await npmInstall([], appDir))) throw new Error('npm install failed');
     console.log(`packed and installed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
     await typeScriptChecks(appDir, work);
