@@ -15,7 +15,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
 import { map, type Observable } from 'rxjs';
 import { DUO_CALLBACK_ROUTE, DUO_STRATEGY, SKIP_SECOND_FACTOR } from './duo.constants.js';
-import { DuoExceptionFilter, answeredHere } from './duo-exception.filter.js';
+import { DuoExceptionFilter, answeredHere, noStore } from './duo-exception.filter.js';
 import { DuoHttpException } from './duo.exception.js';
 import { DuoFlow, type DuoCallbackOutcome } from './duo.flow.js';
 import type { DuoRequest } from './duo.options.js';
@@ -57,8 +57,7 @@ export class DuoCallbackGuard extends AuthGuard(DUO_STRATEGY) {
     const request = http.getRequest<DuoRequest>();
     const adapter = this.adapterHost.httpAdapter;
     const response = http.getResponse<unknown>();
-    adapter.setHeader(response, 'Cache-Control', 'no-store');
-    adapter.setHeader(response, 'Referrer-Policy', 'no-referrer');
+    noStore(adapter, response);
     // GET routes answer HEAD too (Express, and Fastify's exposeHeadRoutes). Only a browser's GET may
     // spend the code: a link scanner's or prefetcher's HEAD must not complete someone's login.
     if (adapter.getRequestMethod(request) !== 'GET') {

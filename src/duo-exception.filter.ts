@@ -2,6 +2,7 @@ import { Catch, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common'
 import { HttpAdapterHost, type AbstractHttpAdapter } from '@nestjs/core';
 import { DuoHttpException, type DuoErrorBody } from './duo.exception.js';
 import type { DuoRequest } from './duo.options.js';
+import { escapeHtml } from './protocol/html.js';
 import { wantsJson } from './request.util.js';
 
 const TITLES: Partial<Record<string, string>> = {
@@ -21,8 +22,6 @@ const TITLES: Partial<Record<string, string>> = {
   store_unavailable: 'Sign-in is unavailable',
 };
 
-const escapeHtml = (text: string): string =>
-  text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 /** The short page a browser sees when the second factor could not be passed: what happened and a way to start again. */
 export function renderDuoErrorPage(body: DuoErrorBody, retryPath: string): string {
@@ -55,6 +54,12 @@ export class DuoExceptionFilter implements ExceptionFilter<DuoHttpException> {
   }
 }
 
+/** Every answer of the module's: never cached, and never handing its URL (codes, states) on as a Referer. */
+export function noStore(adapter: AbstractHttpAdapter, response: unknown): void {
+  adapter.setHeader(response, 'Cache-Control', 'no-store');
+  adapter.setHeader(response, 'Referrer-Policy', 'no-referrer');
+}
+
 /**
  * What a guard returns for a request it has answered itself: a promise that never
  * settles, so the route, its interceptors and the exception filters never run and
@@ -75,8 +80,7 @@ export function writeDuoAnswer(adapter: AbstractHttpAdapter, request: DuoRequest
     adapter.end(response);
     return;
   }
-  adapter.setHeader(response, 'Cache-Control', 'no-store');
-  adapter.setHeader(response, 'Referrer-Policy', 'no-referrer');
+  noStore(adapter, response);
   if (exception.redirectTo) {
     adapter.redirect(response, 303, exception.redirectTo);
     return;

@@ -8,7 +8,8 @@ import { printable, rawQuery, safeReturnPath } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
 import { lintSessionCookie } from './session-cookie.lint.js';
 import { Throttle } from './throttle.js';
-import type { BypassMarker, DuoSessionData, PendingTransaction, VerifiedMarker } from './transaction.store.js';
+import type { BypassMarker, DuoSessionData, VerifiedMarker } from './second-factor.session.js';
+import type { PendingTransaction } from './transaction.store.js';
 
 /** What the guard does next for a session without a (fresh enough) second factor. */
 export type SecondFactorStart = { kind: 'redirect'; url: string } | { kind: 'bypass'; reason: DuoErrorCode };

@@ -12,7 +12,7 @@ import type {
   DuoNonce,
   DuoTokenChecks,
 } from './protocol/index.js';
-import type { BypassMarker, VerifiedMarker } from './transaction.store.js';
+import type { BypassMarker, VerifiedMarker } from './second-factor.session.js';
 
 /**
  * The injectable face of Duo: Duo's Web SDK v4 workflow under its names, what

@@ -18,5 +18,6 @@ export type { RedisTransactionClient, RedisTransactionStoreOptions, RedisScriptO
 export { guardSessionStore } from './session-store.middleware.js';
 export { safeReturnPath, MAX_RETURN_PATH_BYTES } from './request.util.js';
 export type { GuardSessionStoreOptions, SessionMiddleware } from './session-store.middleware.js';
-export type { DuoTransactionStore, DuoStoreContext, PendingTransaction, DuoSessionData, VerifiedMarker, BypassMarker } from './transaction.store.js';
+export type { DuoTransactionStore, DuoStoreContext, DuoStoreSessionData, PendingTransaction } from './transaction.store.js';
+export type { DuoSessionData, VerifiedMarker, BypassMarker } from './second-factor.session.js';
 export * from './protocol/index.js';

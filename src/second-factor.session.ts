@@ -2,7 +2,7 @@ import { randomToken } from './protocol/random.js';
 import { DuoError } from './protocol/index.js';
 import { DUO_SESSION_KEY } from './duo.constants.js';
 import type { DuoRequest } from './duo.options.js';
-import type { BypassMarker, DuoSessionData, PendingTransaction, VerifiedMarker } from './transaction.store.js';
+import type { DuoStoreSessionData, PendingTransaction } from './transaction.store.js';
 
 
 type SessionCall = (callback: (error?: unknown) => void) => unknown;
@@ -11,6 +11,40 @@ type SessionLike = Record<string, unknown> & {
   reload?: SessionCall;
   save?: SessionCall;
 };
+
+/** The module's own part of a session: pending logins (for the session store), the verified marker. */
+export interface DuoSessionData extends DuoStoreSessionData {
+  verified?: VerifiedMarker;
+  bypass?: BypassMarker;
+  /** Recently completed states, so a reload of the callback lands where the first one did. */
+  completed?: Array<{ state: string; returnTo: string; until: number }>;
+}
+
+export interface VerifiedMarker {
+  username: string;
+  /** The Duo application that verified the user (`clientId@host`): a marker counts only for its own application. */
+  app: string;
+  /**
+   * When the user authenticated at Duo, in this server's clock (ms since the
+   * epoch): the callback's time, or Duo's `auth_time` corrected by the measured
+   * clock offset when that is older. Step-up routes compare their `maxAge` with it.
+   */
+  at: number;
+  factor?: string;
+  txid?: string;
+  /** Duo's `auth_time`, seconds since the epoch. */
+  authTime?: number;
+  amr?: string[];
+}
+
+export interface BypassMarker {
+  username: string;
+  /** The Duo application whose outage let the user through. */
+  app: string;
+  at: number;
+  until: number;
+  reason: string;
+}
 
 /**
  * The module's data objects this process made for one request (copy on write).

@@ -14,40 +14,10 @@ export interface PendingTransaction {
   maxAge?: number;
 }
 
-/** The module's own part of a session: pending logins (for the session store), the verified marker. */
-export interface DuoSessionData {
+/** The part of the module's session data a store works with: the session's binding and, for the in-session store, its pending logins. */
+export interface DuoStoreSessionData {
   binding?: string;
   pending?: Record<string, PendingTransaction>;
-  verified?: VerifiedMarker;
-  bypass?: BypassMarker;
-  /** Recently completed states, so a reload of the callback lands where the first one did. */
-  completed?: Array<{ state: string; returnTo: string; until: number }>;
-}
-
-export interface VerifiedMarker {
-  username: string;
-  /** The Duo application that verified the user (`clientId@host`): a marker counts only for its own application. */
-  app: string;
-  /**
-   * When the user authenticated at Duo, in this server's clock (ms since the
-   * epoch): the callback's time, or Duo's `auth_time` corrected by the measured
-   * clock offset when that is older. Step-up routes compare their `maxAge` with it.
-   */
-  at: number;
-  factor?: string;
-  txid?: string;
-  /** Duo's `auth_time`, seconds since the epoch. */
-  authTime?: number;
-  amr?: string[];
-}
-
-export interface BypassMarker {
-  username: string;
-  /** The Duo application whose outage let the user through. */
-  app: string;
-  at: number;
-  until: number;
-  reason: string;
 }
 
 export interface DuoStoreContext {
@@ -56,7 +26,7 @@ export interface DuoStoreContext {
    * store may change (the in-session store keeps pending logins in it). Never keep
    * a reference to it beyond the call.
    */
-  session: DuoSessionData;
+  session: DuoStoreSessionData;
   maxPendingPerSession: number;
 }
 

@@ -24,7 +24,6 @@ export const CLOCK_LEEWAY_SECONDS = 60;
 /** Lifetime of the JWTs we sign (client assertion, request JWT), as Duo's SDKs use. */
 const JWT_LIFETIME_SECONDS = 300;
 const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
-/** State and nonce bounds that Duo accepts. */
 
 /**
  * Duo's Universal Prompt protocol (Web SDK v4): health check, authorize URL,

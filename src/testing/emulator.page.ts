@@ -4,20 +4,7 @@
  * clearly labelled as an emulator, every dynamic value escaped.
  */
 
-const ESCAPES: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-  '`': '&#96;',
-  '=': '&#61;',
-};
-
-/** Escapes text for an HTML text node or a quoted attribute value. */
-export function escapeHtml(value: string): string {
-  return value.replace(/[&<>"'`=]/g, (c) => ESCAPES[c] ?? c);
-}
+import { escapeHtml } from '../protocol/html.js';
 
 const STYLE = `
 *{box-sizing:border-box}
