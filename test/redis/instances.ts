@@ -1,42 +1,11 @@
 import 'reflect-metadata';
-import { Body, Controller, Get, Module, Post, Req, type INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
+import type { INestApplication } from '@nestjs/common';
 import { RedisStore } from 'connect-redis';
-import session from 'express-session';
 import { createClient, type RedisClientType } from 'redis';
 import { parse as parseSetCookie } from 'set-cookie-parser';
-import { DuoCallback, DuoModule, RequireSecondFactor } from '../../src/index.js';
 import { RedisTransactionStore } from '../../src/redis-transaction.store.js';
-import { guardSessionStore } from '../../src/session-store.middleware.js';
 import type { DuoEmulator } from '../../src/testing/index.js';
-import { CapturingLogger } from '../e2e/fixtures.js';
-
-export const REDIRECT_URI = 'http://localhost/duo/callback';
-const SESSION_SECRET = 'one-secret-shared-by-every-instance-of-the-app';
-
-type Req = Record<string, any>;
-
-@Controller()
-class PrimaryLoginController {
-  @Post('login')
-  login(@Req() req: Req, @Body() body: { username?: string }): { ok: true } {
-    req.session.user = { username: body.username };
-    return { ok: true };
-  }
-}
-
-@Controller()
-class PagesController {
-  @Get('account')
-  @RequireSecondFactor()
-  account(@Req() req: Req): string {
-    return `account of ${req.user.username}`;
-  }
-
-  @Get('duo/callback')
-  @DuoCallback()
-  callback(): void {}
-}
+import { CapturingLogger, REDIRECT_URI, buildDuoTestApp } from '../support/app.js';
 
 /** A node-redis client set up as the README says: fail fast while Redis is away, reconnect when it is back. */
 export async function connectRedis(url: string): Promise<RedisClientType> {
@@ -65,44 +34,21 @@ export interface Instance {
  */
 export async function startInstance(name: string, redisUrl: string, emulator: DuoEmulator): Promise<Instance> {
   const redis = await connectRedis(redisUrl);
-
-  @Module({
-    imports: [
-      DuoModule.forRoot({
-        ...emulator.clientOptions(REDIRECT_URI),
-        transactionStore: new RedisTransactionStore(redis, { commandTimeoutMs: 1000 }),
-      }),
-    ],
-    controllers: [PrimaryLoginController, PagesController],
-  })
-  class AppModule {}
-
   const logger = new CapturingLogger();
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  const app = moduleRef.createNestApplication({ logger });
-  app.use(
-    guardSessionStore(
-      session({
-        store: new RedisStore({ client: redis }),
-        secret: SESSION_SECRET,
-        resave: false,
-        saveUninitialized: false,
-        cookie: { sameSite: 'lax', httpOnly: true },
-      }),
-      { timeoutMs: 1000, onError: (error) => logger.warn(`session store: ${error instanceof Error ? error.message : String(error)}`) },
-    ),
-  );
-  app.use((req: Req, _res: unknown, next: () => void) => {
-    if (req.session?.user) req.user = req.session.user;
-    next();
+  // The builder signs every instance's cookies with one secret, as the instances of one app do.
+  const { app, baseUrl } = await buildDuoTestApp({
+    duo: { ...emulator.clientOptions(REDIRECT_URI), transactionStore: new RedisTransactionStore(redis, { commandTimeoutMs: 1000 }) },
+    logger,
+    session: {
+      store: new RedisStore({ client: redis }),
+      guard: { timeoutMs: 1000, onError: (error) => logger.warn(`session store: ${error instanceof Error ? error.message : String(error)}`) },
+    },
   });
-  await app.listen(0, '127.0.0.1');
-  const address = app.getHttpServer().address() as { port: number };
   return {
     name,
     app,
     redis,
-    baseUrl: `http://127.0.0.1:${address.port}`,
+    baseUrl,
     logger,
     close: async () => {
       await app.close();
