@@ -1,20 +1,19 @@
 /**
  * Child process: a Nest app as a user would write it (express-session, a
  * primary login, DuoModule, `@RequireSecondFactor()` and `@DuoCallback()`),
- * driven over IPC (see rpc.ts) for its measurements. Configured by the
- * BENCH_APP environment variable (JSON AppProcessConfig).
+ * built by the tests' app builder (test/support/app.ts), driven over IPC (see
+ * rpc.ts) for its measurements. Configured by the BENCH_APP environment
+ * variable (JSON AppProcessConfig).
  */
 import 'reflect-metadata';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Body, Controller, Get, Module, Post, Req, type LoggerService } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { Controller, Get, Req, type LoggerService } from '@nestjs/common';
 import session from 'express-session';
-import { DuoCallback, DuoModule, RequireSecondFactor, type DuoEvent, type DuoModuleOptions } from '../src/index.js';
-import { serveRpc } from './rpc.js';
+import type { DuoEvent, DuoModuleOptions } from '../src/index.js';
 import { DuoContext } from '../src/duo.context.js';
-
-export const REDIRECT_URI = 'http://localhost/duo/callback';
+import { AccountController, CallbackController, PrimaryLoginController, REDIRECT_URI, buildDuoTestApp } from '../test/support/app.js';
+import { serveRpc } from './rpc.js';
 
 export interface AppProcessConfig {
   duo: Partial<DuoModuleOptions> & Pick<DuoModuleOptions, 'clientId' | 'clientSecret' | 'apiBaseUrl'>;
@@ -98,83 +97,45 @@ class CountingLogger implements LoggerService {
 
 type Req = Record<string, any>;
 
+/** The account page without the decorator: the baseline of the guard-overhead benchmark. */
 @Controller()
-class BenchController {
-  /** The app's primary login (a stand-in for a password check). */
-  @Post('login')
-  login(@Req() req: Req, @Body() body: { username?: string }): { ok: true } {
-    req.session.user = { username: body.username };
-    return { ok: true };
-  }
-
-  @Post('logout')
-  async logout(@Req() req: Req): Promise<{ ok: true }> {
-    await new Promise<void>((resolve, reject) => req.session.destroy((err: unknown) => (err ? reject(err) : resolve())));
-    return { ok: true };
-  }
-
-  @Get('account')
-  @RequireSecondFactor()
-  account(@Req() req: Req): string {
-    return `account of ${req.user.username}`;
-  }
-
-  /** The same handler without the decorator: the baseline of the guard-overhead benchmark. */
+class OpenController {
   @Get('open')
   open(@Req() req: Req): string {
     return `account of ${req.user.username}`;
   }
-
-  @Get('duo/callback')
-  @DuoCallback()
-  callback(): undefined {
-    return undefined;
-  }
 }
-
-@Module({
-  imports: [DuoModule.forRoot({ redirectUri: REDIRECT_URI, ...config.duo, onEvent, isGlobal: true } as DuoModuleOptions)],
-  controllers: [BenchController],
-})
-class BenchAppModule {}
 
 const logger = new CountingLogger();
 const store = new session.MemoryStore();
-const app = await NestFactory.create(BenchAppModule, { logger, abortOnError: false });
 let requestTimes: RequestTimes = {};
-if (config.timeRequests) {
-  // First of all middleware: from the request's arrival in the app to the end of its answer.
-  app.use((req: Req, res: { once(event: string, listener: () => void): void }, next: () => void) => {
-    const started = performance.now();
-    const path = String(req.originalUrl ?? req.url ?? '').split('?', 1)[0]!;
-    res.once('close', () => {
-      const entry = (requestTimes[path] ??= { count: 0, maxMs: 0 });
-      entry.count++;
-      entry.maxMs = Math.max(entry.maxMs, performance.now() - started);
-    });
-    next();
+/** First of all middleware: from the request's arrival in the app to the end of its answer. */
+function timeRequest(req: Req, res: { once(event: string, listener: () => void): void }, next: () => void): void {
+  const started = performance.now();
+  const path = String(req.originalUrl ?? req.url ?? '').split('?', 1)[0]!;
+  res.once('close', () => {
+    const entry = (requestTimes[path] ??= { count: 0, maxMs: 0 });
+    entry.count++;
+    entry.maxMs = Math.max(entry.maxMs, performance.now() - started);
   });
-}
-app.use(
-  session({
-    secret: 'bench-session-secret-that-is-long-enough',
-    resave: false,
-    saveUninitialized: false,
-    store,
-    cookie: { sameSite: 'lax', httpOnly: true },
-  }),
-);
-app.use((req: Req, _res: unknown, next: () => void) => {
-  if (req.session?.user) req.user = req.session.user;
   next();
+}
+const { app, baseUrl } = await buildDuoTestApp({
+  duo: { redirectUri: REDIRECT_URI, ...config.duo, onEvent } as DuoModuleOptions,
+  // In the order of a user's controller: login, logout, account, open, callback.
+  controllers: [PrimaryLoginController, AccountController, OpenController, CallbackController],
+  bootstrap: 'factory',
+  logger,
+  session: { store },
+  beforeMiddleware: (created) => {
+    if (config.timeRequests) created.use(timeRequest);
+  },
 });
-await app.listen(0, '127.0.0.1');
 // As behind a load balancer: keep the load generator's connections open between its requests.
 const server = app.getHttpServer() as { keepAliveTimeout: number; headersTimeout: number };
 server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;
 const duo = app.get(DuoContext);
-const baseUrl = (await app.getUrl()).replace('[::1]', '127.0.0.1');
 
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
