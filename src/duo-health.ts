@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Logger, type LoggerService } from '@nestjs/common';
 import { DuoError, isDuoError, type DuoErrorCode } from './protocol/errors.js';
 import type { DuoHealthCheckResult } from './protocol/types.js';
@@ -23,6 +24,23 @@ export const LONG_BYPASS_TTL_MS = 3_600_000;
  * may also enforce it.
  */
 export const FAIL_OPEN_MIN_TIMEOUT_MS = 3_000;
+/** How far behind this process's event loop or thread pool may be before a failed health check is taken for our own overload. */
+export const LOCAL_STALL_MS = 250;
+
+/**
+ * How far behind this process is, in ms: one turn of the event loop and one
+ * task through libuv's thread pool (where DNS lookups and crypto run), both
+ * measured together, the larger of the two. Bounded: a probe still waiting
+ * after 2 s counts as 2 s.
+ */
+async function localStall(): Promise<number> {
+  const started = performance.now();
+  const since = (): number => performance.now() - started;
+  const loop = new Promise<number>((resolve) => setImmediate(() => resolve(since())));
+  const pool = new Promise<number>((resolve) => randomBytes(16, () => resolve(since())));
+  const cap = new Promise<number>((resolve) => setTimeout(() => resolve(2_000), 2_000).unref());
+  return Math.max(await Promise.race([loop, cap]), await Promise.race([pool, cap]));
+}
 
 /** What DuoHealth needs of the protocol client (`DuoClient` has it). */
 export interface DuoHealthClient {
@@ -172,15 +190,27 @@ export class DuoHealth {
       );
       return false;
     }
-    if (error.code === 'duo_unavailable' || this.#confirmed.has(error)) return true;
-    let second: unknown;
-    try {
-      await this.refresh();
-      return false;
-    } catch (caught) {
-      second = caught;
+    if (!this.#confirmed.has(error)) {
+      let second: unknown;
+      try {
+        await this.refresh();
+        return false;
+      } catch (caught) {
+        second = caught;
+      }
+      if (!isDuoError(second) || !FAIL_OPEN_CODES.has(second.code) || !this.#confirmed.has(second)) return false;
     }
-    return isDuoError(second) && FAIL_OPEN_CODES.has(second.code) && (second.code === 'duo_unavailable' || this.#confirmed.has(second));
+    // Both checks failed. Before believing Duo is down, make sure it is not us: a flooded
+    // event loop or a thread pool full of our own work (scrypt, DNS lookups) makes a healthy
+    // Duo look silent or unreachable, and an attacker can cause that without touching Duo.
+    const stall = await localStall();
+    if (stall > LOCAL_STALL_MS) {
+      this.#line('local_stall', 'error', () =>
+        `Fail mode "open" let nobody through (${error.code}): this server itself is overloaded (event loop or thread pool ${Math.round(stall)} ms behind), so Duo's silence may be ours. Logins are refused until it recovers.`,
+      );
+      return false;
+    }
+    return true;
   }
 
   /**

@@ -130,7 +130,15 @@ export class DuoHttp {
       if (controller.signal.aborted || isTimeout(error)) {
         throw new DuoError('duo_timeout', `Duo did not complete the ${what} within ${this.#options.timeoutMs} ms; the call was cut off.`);
       }
-      throw new DuoError('duo_unavailable', `Duo could not be reached for the ${what} (${describeNetworkError(error)}). Check the network path to Duo (firewall, proxy, DNS).`);
+      const code = describeNetworkError(error);
+      // Out of file descriptors, buffers, memory or local ports: this server's trouble, never "Duo is down".
+      if (isLocalResourceFailure(error)) {
+        throw new DuoError(
+          'duo_overloaded',
+          `This server could not open a connection to Duo for the ${what} (${code}): it is out of a resource of its own (file descriptors, memory, ports). Raise the limit (ulimit -n) or shed load; this is not treated as Duo being down.`,
+        );
+      }
+      throw new DuoError('duo_unavailable', `Duo could not be reached for the ${what} (${code}). Check the network path to Duo (firewall, proxy, DNS).`);
     } finally {
       clearTimeout(timer);
       if (health) this.#healthInFlight--;
@@ -310,6 +318,24 @@ function proxyRefused(status: number, what: string): DuoError {
       ? 'it wants other credentials: check the user and password in the "proxy" option'
       : "check that the proxy allows CONNECT to Duo's API host";
   return new DuoError('duo_request_rejected', `The proxy refused the tunnel to Duo for the ${what} (HTTP ${status}); ${fix}.`);
+}
+
+/** Network error codes that mean this process ran out of something, whatever Duo's state. */
+const LOCAL_RESOURCE_CODES: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL', 'EAI_MEMORY']);
+
+/**
+ * Whether a network error (or any error in its cause chain) is this server running out of file descriptors, buffers, memory or local ports: an
+ * attacker can cause that with idle connections while Duo is fine, so it is
+ * `duo_overloaded` (never fails open), not `duo_unavailable`.
+ */
+export function isLocalResourceFailure(error: unknown): boolean {
+  const seen = new Set<unknown>();
+  for (let current: unknown = error; current && typeof current === 'object' && !seen.has(current); current = (current as { cause?: unknown }).cause) {
+    seen.add(current);
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && LOCAL_RESOURCE_CODES.has(code)) return true;
+  }
+  return false;
 }
 
 /** A network error's code only (ECONNREFUSED, ENOTFOUND, ...): never its message, which may hold a URL. */

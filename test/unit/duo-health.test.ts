@@ -243,12 +243,42 @@ describe('rule 1: only transient unavailability may fail open', () => {
     expect(client.calls).toHaveLength(3);
   });
 
-  it('duo_unavailable fails open at once (after a passed health check)', async () => {
+  it('duo_unavailable fails open once a second, fresh health check confirms it (after a passed health check)', async () => {
     const made = await healthyOnce({ healthCheckCacheMs: 0 });
     const error = fail('duo_unavailable');
     await failingCheck(made, error);
-    await expect(made.mayFailOpen(error)).resolves.toBe(true);
-    expect(client.calls).toHaveLength(2);
+    const decision = made.mayFailOpen(error);
+    await settle();
+    expect(client.calls).toHaveLength(3);
+    client.fail(fail('duo_unavailable'));
+    await expect(decision).resolves.toBe(true);
+  });
+
+  it('duo_unavailable answered by the confirmation: no bypass', async () => {
+    const made = await healthyOnce({ healthCheckCacheMs: 0 });
+    const error = fail('duo_unavailable');
+    await failingCheck(made, error);
+    const decision = made.mayFailOpen(error);
+    await settle();
+    client.pass();
+    await expect(decision).resolves.toBe(false);
+  });
+
+  it('no bypass while this process itself is behind (event loop or thread pool): it may be our silence, not Duo\'s', async () => {
+    const made = await healthyOnce({ healthCheckCacheMs: 0 });
+    const error = fail('duo_unavailable');
+    await failingCheck(made, error);
+    const decision = made.mayFailOpen(error);
+    await settle();
+    client.fail(fail('duo_unavailable'));
+    await settle();
+    // Hold the event loop while the probe waits for its turn.
+    const until = Date.now() + 400;
+    while (Date.now() < until) {
+      // busy: the process is overloaded
+    }
+    await expect(decision).resolves.toBe(false);
+    expect(logger.lines.some((line) => line.message.includes('this server itself is overloaded'))).toBe(true);
   });
 
   it('anything that is not a DuoError never fails open', async () => {
@@ -319,7 +349,10 @@ describe('rule 2: no bypass before Duo has passed one health check in this proce
     expect(made.everHealthy).toBe(true);
     const downAgain = fail('duo_unavailable');
     await failingCheck(made, downAgain);
-    await expect(made.mayFailOpen(downAgain)).resolves.toBe(true);
+    const decision = made.mayFailOpen(downAgain);
+    await settle();
+    client.fail(fail('duo_unavailable'));
+    await expect(decision).resolves.toBe(true);
   });
 
   it('a token call answered (markAnswered) does not stand in for a passed health check', async () => {
