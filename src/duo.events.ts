@@ -1,5 +1,5 @@
 import type { LoggerService } from '@nestjs/common';
-import { Subject, type Observable } from 'rxjs';
+import { Observable, Subject, type Observer, type Subscription } from 'rxjs';
 import type { DuoErrorCode } from './protocol/index.js';
 
 interface DuoEventBase {
@@ -51,7 +51,8 @@ export type DuoEvent = DuoPromptStartedEvent | DuoPassedEvent | DuoFailedEvent |
  */
 export class DuoEventBus {
   readonly #subject = new Subject<DuoEvent>();
-  readonly events$: Observable<DuoEvent> = this.#subject.asObservable();
+  /** Subscribers whose handler throws are logged, not rethrown (RxJS would rethrow from a timer, ending the process). */
+  readonly events$: Observable<DuoEvent> = new GuardedEvents(this.#subject, (error) => this.#subscriberFailed(error));
 
   constructor(
     private readonly onEvent: ((event: DuoEvent) => unknown) | undefined,
@@ -79,5 +80,41 @@ export class DuoEventBus {
 
   complete(): void {
     this.#subject.complete();
+  }
+
+  #subscriberFailed(_error: unknown): void {
+    this.logger.error('An events$ subscriber threw; the event was dropped for it. Catch errors inside the subscriber.');
+  }
+}
+
+/**
+ * events$ as subscribers see it: a direct `subscribe(next)` or `subscribe({ next })`
+ * gets its handler wrapped, so that a throwing audit sink is logged instead of
+ * being rethrown by RxJS outside any request. (Operators added with `pipe()` run
+ * their subscribers' handlers themselves: those must catch their own errors.)
+ */
+class GuardedEvents extends Observable<DuoEvent> {
+  constructor(
+    source: Observable<DuoEvent>,
+    private readonly onError: (error: unknown) => void,
+  ) {
+    super((subscriber) => source.subscribe(subscriber));
+  }
+
+  override subscribe(observerOrNext?: Partial<Observer<DuoEvent>> | ((value: DuoEvent) => void) | null): Subscription {
+    const guard =
+      (handler: ((value: DuoEvent) => void) | undefined) =>
+      (value: DuoEvent): void => {
+        try {
+          handler?.(value);
+        } catch (error) {
+          this.onError(error);
+        }
+      };
+    if (typeof observerOrNext === 'function') return super.subscribe(guard(observerOrNext));
+    if (observerOrNext && typeof observerOrNext === 'object' && typeof observerOrNext.next === 'function') {
+      return super.subscribe({ ...observerOrNext, next: guard(observerOrNext.next.bind(observerOrNext)) });
+    }
+    return super.subscribe(observerOrNext ?? undefined);
   }
 }

@@ -203,6 +203,34 @@ describe.each(PLATFORMS)('hardening on %s', (adapter) => {
     }
   });
 
+  it('never crashes on an events$ subscriber that throws (the README pattern with an audit sink that is down)', async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown): void => {
+      uncaught.push(error);
+    };
+    process.on('uncaughtException', onUncaught);
+    try {
+      const t = await app();
+      const throwing = t.duo.events$.subscribe(() => {
+        throw new Error('audit sink is down');
+      });
+      const observer = t.duo.events$.subscribe({
+        next: () => {
+          throw new Error('audit sink is down too');
+        },
+      });
+      await supertest(t.app.getHttpServer()).get('/duo/callback?state=AAAAAAAAAAAAAAAAAAAAAAAA&duo_code=x').expect(400);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(uncaught).toEqual([]);
+      expect(t.logger.lines.some((line) => line.startsWith('error') && line.includes('events$ subscriber threw'))).toBe(true);
+      await supertest(t.app.getHttpServer()).get('/').expect(200);
+      throwing.unsubscribe();
+      observer.unsubscribe();
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+  });
+
   it('logs and reports anonymous callbacks with unknown states at most once per 10 s (no log flood)', async () => {
     const t = await app();
     const http = supertest(t.app.getHttpServer());
