@@ -286,7 +286,8 @@ export class DuoClient {
       );
     }
     if (message || error) {
-      return new DuoError(fallback, `Duo answered the ${what} with an error: ${message ?? error}${detail ? `: ${detail}` : ''}.`);
+      const text = `${message ?? error}${detail ? `: ${detail}` : ''}`.replace(/\.+$/, '');
+      return new DuoError(fallback, `Duo answered the ${what} with an error: ${text}.`);
     }
     return new DuoError('duo_upstream_invalid', `Duo's answer to the ${what} is missing expected data.`);
   }
