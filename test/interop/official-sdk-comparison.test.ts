@@ -7,7 +7,7 @@
 import { Client as OfficialClient } from '@duosecurity/duo_universal';
 import { Agent as HttpsAgent } from 'node:https';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DuoClient, DuoError, expectNoNonce } from '../../src/index.js';
+import { DuoClient, DuoError, expectNoNonce } from '../../src/protocol/index.js';
 import { DuoEmulator, type DuoEmulatorFailure } from '../../src/testing/index.js';
 import { selfSignedCertificate } from '../support/tls.js';
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { safeReturnPath, wantsJson } from '../../src/request.util.js';
-import { MAX_RETURN_PATH_BYTES, safeReturnPath as exported } from '../../src/index.js';
+import { safeReturnPath as exported } from '../../src/index.js';
+import { MAX_RETURN_PATH_BYTES } from '../../src/request.util.js';
 
 describe('safeReturnPath', () => {
   it('is the one check the library exports, for the return targets an app accepts (the sample uses it)', () => {
