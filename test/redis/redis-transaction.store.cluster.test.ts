@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../support/redis-server.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis';
@@ -34,17 +34,6 @@ const nodes: Node[] = [];
 let cluster: RedisClusterType;
 let store: RedisTransactionStore;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function startNode(index: number): Promise<Node> {
   const [port, busPort] = [await freePort(), await freePort()];
