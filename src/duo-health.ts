@@ -25,7 +25,7 @@ export const LONG_BYPASS_TTL_MS = 3_600_000;
  */
 export const FAIL_OPEN_MIN_TIMEOUT_MS = 3_000;
 /** How far behind this process's event loop or thread pool may be before a failed health check is taken for our own overload. */
-export const LOCAL_STALL_MS = 250;
+export const LOCAL_STALL_MS = 1_000;
 
 /**
  * How far behind this process is, in ms: one turn of the event loop and one

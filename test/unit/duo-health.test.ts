@@ -273,7 +273,7 @@ describe('rule 1: only transient unavailability may fail open', () => {
     client.fail(fail('duo_unavailable'));
     await settle();
     // Hold the event loop while the probe waits for its turn.
-    const until = Date.now() + 400;
+    const until = Date.now() + 1_200;
     while (Date.now() < until) {
       // busy: the process is overloaded
     }
