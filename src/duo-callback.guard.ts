@@ -22,6 +22,7 @@ import type { DuoRequest } from './duo.options.js';
 import type { DuoAuthenticateOptions } from './duo.strategy.js';
 import { DuoError } from './protocol/index.js';
 import { SecondFactorSession } from './second-factor.session.js';
+import type { DuoErrorCode } from './duo.errors.js';
 
 /** Where Passport puts the callback's outcome on the request: read it with `@DuoCallbackResult()`. */
 const OUTCOME = 'duoCallbackOutcome';
@@ -77,13 +78,13 @@ export class DuoCallbackGuard extends AuthGuard(DUO_STRATEGY) {
       // A failed callback leaves the session as it found it (no write, no cookie change).
       if (request.session && typeof request.session === 'object') SecondFactorSession.of(request).discardChanges();
       if (error instanceof DuoHttpException) throw error;
-      throw new DuoHttpException(new DuoError('duo_upstream_invalid', 'The Duo callback could not be completed.'));
+      throw new DuoHttpException(new DuoError<DuoErrorCode>('duo_upstream_invalid', 'The Duo callback could not be completed.'));
     }
   }
 
   override handleRequest<TUser = DuoCallbackOutcome>(error: unknown, outcome: unknown): TUser {
     if (error) throw error;
-    if (!outcome) throw new DuoHttpException(new DuoError('second_factor_denied', 'The second factor was not passed.'));
+    if (!outcome) throw new DuoHttpException(new DuoError<DuoErrorCode>('second_factor_denied', 'The second factor was not passed.'));
     return outcome as TUser;
   }
 }

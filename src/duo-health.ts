@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Logger, type LoggerService } from '@nestjs/common';
-import { DuoError, isDuoError, type DuoErrorCode } from './protocol/errors.js';
+import { DuoError, isDuoError, type DuoProtocolErrorCode } from './protocol/errors.js';
 import type { DuoHealthCheckResult } from './protocol/types.js';
 
 /**
@@ -11,7 +11,7 @@ import type { DuoHealthCheckResult } from './protocol/types.js';
  * (`duo_upstream_invalid`), our own full cap (`duo_overloaded`, which anyone
  * could trigger by starting logins), nor anything else.
  */
-export const FAIL_OPEN_CODES: ReadonlySet<DuoErrorCode> = new Set<DuoErrorCode>(['duo_unavailable', 'duo_timeout']);
+export const FAIL_OPEN_CODES: ReadonlySet<string> = new Set<DuoProtocolErrorCode>(['duo_unavailable', 'duo_timeout']);
 /** How long a failed health check is remembered before Duo is asked again, in milliseconds. */
 export const FAILED_HEALTH_RETRY_MS = 5_000;
 /** Each kind of health line (a failure code, the clock skew, ...) is logged at most once per this many milliseconds. */
@@ -70,7 +70,7 @@ export interface DuoHealthOptions {
 }
 
 /** What to do about each failure, for the operator reading the log. */
-const FIXES: Partial<Record<DuoErrorCode, string>> = {
+const FIXES: Partial<Record<DuoProtocolErrorCode, string>> = {
   duo_invalid_client: "Duo refused our credentials: check clientId/clientSecret/apiHost, and the clock (NTP) of this server.",
   duo_unavailable:
     'Duo answered with a server error or could not be reached: see https://status.duo.com, and check the network path to Duo (DNS, firewall, proxy); if this has never worked, check apiHost / apiBaseUrl.',
@@ -108,13 +108,13 @@ export class DuoHealth {
   readonly #logIntervalMs: number;
   readonly #open: boolean;
 
-  #cache?: { until: number; result?: DuoHealthCheckResult; error?: DuoError };
+  #cache?: { until: number; result?: DuoHealthCheckResult; error?: DuoError<string> };
   #inFlight?: Promise<DuoHealthCheckResult>;
   #everHealthy = false;
   /** The last completed health check failed with a fail-open code (a failure streak is running). */
   #streak = false;
   /** Fail-open failures that followed another one: a second, fresh health check confirmed the outage. */
-  readonly #confirmed = new WeakSet<DuoError>();
+  readonly #confirmed = new WeakSet<DuoError<string>>();
   /** A failure was logged since the last healthy answer. */
   #failing = false;
   #bootstrapping = false;
@@ -285,7 +285,7 @@ export class DuoHealth {
     if (warning) this.#line('clock_skew', 'warn', () => warning);
   }
 
-  #failed(error: DuoError): void {
+  #failed(error: DuoError<string>): void {
     const failOpen = FAIL_OPEN_CODES.has(error.code);
     // Our own full cap says nothing about Duo: neither remembered nor part of a streak.
     if (error.code !== 'duo_overloaded') {
@@ -298,9 +298,9 @@ export class DuoHealth {
     this.#line(`failure:${error.code}`, level, (suppressed) => this.#describe(error, suppressed), this.#bootstrapping);
   }
 
-  #describe(error: DuoError, suppressed: number): string {
+  #describe(error: DuoError<string>, suppressed: number): string {
     const when = this.#bootstrapping ? ' at startup' : '';
-    let fix = FIXES[error.code] ?? 'See the message.';
+    let fix = FIXES[error.code as DuoProtocolErrorCode] ?? 'See the message.';
     if (error.code === 'duo_timeout') {
       fix = `Duo did not answer within timeoutMs (${this.#settings.timeoutMs} ms): see https://status.duo.com, and check the network path to Duo (firewall, proxy).`;
     }

@@ -1,6 +1,6 @@
 import type { LoggerService } from '@nestjs/common';
 import { Observable, Subject, type Observer, type Subscription } from 'rxjs';
-import type { DuoErrorCode } from './protocol/index.js';
+import type { DuoErrorCode } from './duo.errors.js';
 
 interface DuoEventBase {
   /** Milliseconds since the epoch. */

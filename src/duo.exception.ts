@@ -1,5 +1,6 @@
 import { HttpException } from '@nestjs/common';
-import type { DuoError, DuoErrorCode } from './protocol/index.js';
+import type { DuoError } from './protocol/index.js';
+import { statusOf, type DuoErrorCode } from './duo.errors.js';
 
 /** The JSON body of every answer nestjs-duo gives an API client. */
 export interface DuoErrorBody {
@@ -23,12 +24,12 @@ export class DuoHttpException extends HttpException {
   /** Sent as `Retry-After` (seconds): Duo's own, passed on when Duo rate-limits us. */
   readonly retryAfterSeconds?: number;
 
-  constructor(error: DuoError, options: { redirectTo?: string; location?: string; retryPath?: string } = {}) {
-    const status = error.status;
-    const body: DuoErrorBody = { statusCode: status, error: error.code, message: error.message };
+  constructor(error: DuoError<string>, options: { redirectTo?: string; location?: string; retryPath?: string } = {}) {
+    const status = statusOf(error.code);
+    const body: DuoErrorBody = { statusCode: status, error: error.code as DuoErrorCode, message: error.message };
     if (options.location) body.location = options.location;
     super(body, status);
-    this.code = error.code;
+    this.code = error.code as DuoErrorCode;
     this.retryPath = options.retryPath ?? '/';
     if (options.redirectTo) this.redirectTo = options.redirectTo;
     const retryAfter = (error as { retryAfterSeconds?: unknown }).retryAfterSeconds;

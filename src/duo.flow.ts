@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DuoContext } from './duo.context.js';
 import { DuoHttpException } from './duo.exception.js';
 import type { DuoRequest } from './duo.options.js';
-import { DuoError, isDuoError, type DuoAuthUrlExtras, type DuoErrorCode, type DuoIdTokenClaims } from './protocol/index.js';
+import { DuoError, isDuoError, type DuoAuthUrlExtras, type DuoIdTokenClaims } from './protocol/index.js';
 import { isWellFormedState } from './protocol/random.js';
 import { printable, rawQuery, safeReturnPath } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
@@ -10,6 +10,7 @@ import { lintSessionCookie } from './session-cookie.lint.js';
 import { Throttle } from './throttle.js';
 import type { BypassMarker, DuoSessionData, VerifiedMarker } from './second-factor.session.js';
 import type { PendingTransaction } from './transaction.store.js';
+import type { DuoErrorCode } from './duo.errors.js';
 
 /** What the guard does next for a session without a (fresh enough) second factor. */
 export type SecondFactorStart = { kind: 'redirect'; url: string } | { kind: 'bypass'; reason: DuoErrorCode };
@@ -88,16 +89,16 @@ export class DuoFlow {
     try {
       await context.cachedHealthCheck();
     } catch (error) {
-      const duoError = isDuoError(error) ? error : new DuoError('duo_upstream_invalid', 'The Duo health check failed unexpectedly.');
+      const duoError = isDuoError(error) ? error : new DuoError<DuoErrorCode>('duo_upstream_invalid', 'The Duo health check failed unexpectedly.');
       // Step-up logins never fail open, so they never spend a confirming health check either.
       if (maxAge === undefined && (await context.health.mayFailOpen(duoError))) {
         const now = Date.now();
-        session.markBypassed({ username, app: context.application, at: now, until: now + settings.bypassTtlMs, reason: duoError.code });
+        session.markBypassed({ username, app: context.application, at: now, until: now + settings.bypassTtlMs, reason: duoError.code as DuoErrorCode });
         context.logger.warn(`Fail mode "open": user "${printable(username)}" let through WITHOUT a second factor because Duo is unavailable (${duoError.code}).`);
-        context.events.emit({ type: 'second_factor_bypassed', at: now, username, reason: duoError.code });
-        return { kind: 'bypass', reason: duoError.code };
+        context.events.emit({ type: 'second_factor_bypassed', at: now, username, reason: duoError.code as DuoErrorCode });
+        return { kind: 'bypass', reason: duoError.code as DuoErrorCode };
       }
-      context.events.emit({ type: 'second_factor_failed', at: Date.now(), username, code: duoError.code });
+      context.events.emit({ type: 'second_factor_failed', at: Date.now(), username, code: duoError.code as DuoErrorCode });
       throw duoError;
     }
     const extras: DuoAuthUrlExtras = {};
@@ -146,37 +147,37 @@ export class DuoFlow {
     try {
       const params = rawQuery(request, CALLBACK_PARAMS);
       const state = params.state!;
-      if (state.repeated) throw new DuoError('state_invalid', 'The callback carries more than one state. Start the login again.');
-      if (state.value === undefined) throw new DuoError('state_invalid', 'The callback has no state. Start the login again.');
-      if (!isWellFormedState(state.value)) throw new DuoError('state_invalid', 'The callback state is malformed. Start the login again.');
+      if (state.repeated) throw new DuoError<DuoErrorCode>('state_invalid', 'The callback carries more than one state. Start the login again.');
+      if (state.value === undefined) throw new DuoError<DuoErrorCode>('state_invalid', 'The callback has no state. Start the login again.');
+      if (!isWellFormedState(state.value)) throw new DuoError<DuoErrorCode>('state_invalid', 'The callback state is malformed. Start the login again.');
       const session = SecondFactorSession.of(request);
       // A session that never started a login has nothing to take: it is not given module data to write into.
       const data = session.existing.binding === undefined ? {} : session.writable();
       const transaction = await this.#storeCall(() => context.store.take(state.value!, this.#storeContext(data)));
       if (!transaction) {
-        throw new DuoError('state_unknown', 'This sign-in response is unknown, already used, or belongs to another session. Start the login again.');
+        throw new DuoError<DuoErrorCode>('state_unknown', 'This sign-in response is unknown, already used, or belongs to another session. Start the login again.');
       }
       if (transaction.binding !== session.existing.binding) {
-        throw new DuoError('state_unknown', 'This sign-in response belongs to another session. Start the login again.');
+        throw new DuoError<DuoErrorCode>('state_unknown', 'This sign-in response belongs to another session. Start the login again.');
       }
       username = transaction.username;
       retryPath = transaction.returnTo;
-      if (transaction.expiresAt <= Date.now()) throw new DuoError('transaction_expired', 'This sign-in took too long and expired. Start the login again.');
+      if (transaction.expiresAt <= Date.now()) throw new DuoError<DuoErrorCode>('transaction_expired', 'This sign-in took too long and expired. Start the login again.');
       if (this.usernameOf(request) !== transaction.username) {
-        throw new DuoError('username_mismatch', 'The user logged in to this session changed during the Duo login; the second factor does not count.');
+        throw new DuoError<DuoErrorCode>('username_mismatch', 'The user logged in to this session changed during the Duo login; the second factor does not count.');
       }
       if (params.error!.present) {
         const error = params.error!.value;
-        if (error === 'access_denied') throw new DuoError('access_denied', 'Duo denied the authentication.');
-        throw new DuoError('duo_error', `Duo reported an error (${printable(error ?? 'malformed', 40)}); the second factor was not passed.`);
+        if (error === 'access_denied') throw new DuoError<DuoErrorCode>('access_denied', 'Duo denied the authentication.');
+        throw new DuoError<DuoErrorCode>('duo_error', `Duo reported an error (${printable(error ?? 'malformed', 40)}); the second factor was not passed.`);
       }
       const duoCode = params.duo_code!;
       const plainCode = params.code!;
       if (duoCode.repeated || plainCode.repeated || (duoCode.present && plainCode.present)) {
-        throw new DuoError('input_invalid', 'The callback carries more than one authorization code.');
+        throw new DuoError<DuoErrorCode>('input_invalid', 'The callback carries more than one authorization code.');
       }
       const code = duoCode.value ?? plainCode.value;
-      if (code === undefined || code.length === 0) throw new DuoError('input_invalid', 'The callback has no authorization code (duo_code).');
+      if (code === undefined || code.length === 0) throw new DuoError<DuoErrorCode>('input_invalid', 'The callback has no authorization code (duo_code).');
       const claims = await context.client.exchangeAuthorizationCode(
         code,
         transaction.username,
@@ -190,7 +191,7 @@ export class DuoFlow {
       return { returnTo: result.returnTo, reload: false, result };
     } catch (error) {
       if (error instanceof DuoHttpException) throw error;
-      const duoError = isDuoError(error) ? error : new DuoError('duo_upstream_invalid', 'The Duo callback failed unexpectedly.');
+      const duoError = isDuoError(error) ? error : new DuoError<DuoErrorCode>('duo_upstream_invalid', 'The Duo callback failed unexpectedly.');
       this.#callbackFailed(duoError, username);
       throw new DuoHttpException(duoError, { retryPath: retryPath ?? '/' });
     }
@@ -236,17 +237,17 @@ export class DuoFlow {
    * unknown or malformed state, no session) cost an attacker nothing to send, so
    * those are reported at most once per 10 s, with the count of the ones left out.
    */
-  #callbackFailed(error: DuoError, username: string | undefined): void {
+  #callbackFailed(error: DuoError<string>, username: string | undefined): void {
     const { events, logger } = this.context;
     const at = Date.now();
     if (username) {
-      events.emit({ type: 'second_factor_failed', at, code: error.code, username });
+      events.emit({ type: 'second_factor_failed', at, code: error.code as DuoErrorCode, username });
       logger.warn(`Duo callback refused for user "${printable(username)}": ${error.code}.`);
       return;
     }
     const suppressed = this.#anonymousFailures.pass(at);
     if (suppressed === undefined) return;
-    events.emit({ type: 'second_factor_failed', at, code: error.code, ...(suppressed > 0 ? { suppressed } : {}) });
+    events.emit({ type: 'second_factor_failed', at, code: error.code as DuoErrorCode, ...(suppressed > 0 ? { suppressed } : {}) });
     const more = suppressed > 0 ? ` (${suppressed} more such callbacks in the last 10 s were not logged)` : '';
     logger.warn(`Duo callback refused: ${error.code}${more}.`);
   }
@@ -266,7 +267,7 @@ export class DuoFlow {
       return await call();
     } catch (error) {
       if (isDuoError(error)) throw error;
-      throw new DuoError('store_unavailable', 'The store of pending Duo logins is unavailable; nothing was let through. Try again shortly.');
+      throw new DuoError<DuoErrorCode>('store_unavailable', 'The store of pending Duo logins is unavailable; nothing was let through. Try again shortly.');
     }
   }
 }

@@ -25,9 +25,9 @@ export type { DuoCallbackOutcome, SecondFactorResult } from './duo.flow.js';
 // Errors
 export { DuoHttpException } from './duo.exception.js';
 export type { DuoErrorBody } from './duo.exception.js';
+export type { DuoErrorCode } from './duo.errors.js';
 export { DuoError, DuoConfigError, isDuoError, expectNoNonce } from './protocol/index.js';
 export type {
-  DuoErrorCode,
   DuoNonce,
   DuoClientOptions,
   DuoAuthUrlOptions,

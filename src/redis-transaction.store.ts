@@ -3,6 +3,7 @@ import { DuoConfigError, DuoError } from './protocol/index.js';
 import { isWellFormedState } from './protocol/random.js';
 import type { DuoStoreContext, DuoTransactionStore, PendingTransaction } from './transaction.store.js';
 import { MAX_RETURN_PATH_BYTES } from './request.util.js';
+import type { DuoErrorCode } from './duo.errors.js';
 
 /**
  * The two commands the store sends, `EVALSHA` and `EVAL`, as node-redis
@@ -223,7 +224,7 @@ export class RedisTransactionStore implements DuoTransactionStore {
     const record = encode(transaction);
     const reply = await this.#run(CREATE_SCRIPT, this.key(transaction.binding), [String(Date.now()), String(cap), record]);
     // 0: the state is pending in this session already (a collision, practically impossible), never an overwrite.
-    if (reply === 0) throw new DuoError('store_unavailable', 'A pending Duo login with this state already exists; it was left alone. Try again.');
+    if (reply === 0) throw new DuoError<DuoErrorCode>('store_unavailable', 'A pending Duo login with this state already exists; it was left alone. Try again.');
     if (reply !== 1) throw new Error('RedisTransactionStore: unexpected reply from Redis to create; nothing is assumed stored.');
   }
 
@@ -275,7 +276,7 @@ function text(reply: unknown): string | undefined {
   return undefined;
 }
 
-const invalid = (what: string): DuoError => new DuoError('input_invalid', `RedisTransactionStore cannot keep this pending login: ${what}. Nothing was stored.`);
+const invalid = (what: string): DuoError<DuoErrorCode> => new DuoError<DuoErrorCode>('input_invalid', `RedisTransactionStore cannot keep this pending login: ${what}. Nothing was stored.`);
 
 /** Free text of a record: no control characters (they separate records and fields), and valid UTF-16 so that it comes back unchanged. */
 const plainText = (value: unknown): value is string => typeof value === 'string' && !CONTROL.test(value) && !LONE_SURROGATE.test(value);

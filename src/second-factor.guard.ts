@@ -10,6 +10,7 @@ import { DuoService } from './duo.service.js';
 import { DuoError, isDuoError } from './protocol/index.js';
 import { requestPath, safeReturnPath, wantsJson } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
+import type { DuoErrorCode } from './duo.errors.js';
 
 /**
  * Lets a request through only when its session passed Duo for the current user
@@ -50,7 +51,7 @@ export class SecondFactorGuard implements CanActivate {
       const answer =
         error instanceof DuoHttpException
           ? error
-          : new DuoHttpException(isDuoError(error) ? error : new DuoError('duo_unavailable', 'The second factor could not be checked.'), {
+          : new DuoHttpException(isDuoError(error) ? error : new DuoError<DuoErrorCode>('duo_unavailable', 'The second factor could not be checked.'), {
               retryPath: this.#retryPath(request),
             });
       // The guard's own answers (a 303 to Duo or to the login page, a 401 that says where to go) are
@@ -99,7 +100,7 @@ export class SecondFactorGuard implements CanActivate {
     const returnTo = json ? safeReturnPath(request.headers[RETURN_TO_HEADER]) : safeReturnPath(requestPath(request));
     const start = await this.flow.start(request, username, returnTo, maxAge);
     if (start.kind === 'bypass') return true;
-    const required = new DuoError(
+    const required = new DuoError<DuoErrorCode>(
       maxAge === undefined ? 'second_factor_required' : 'step_up_required',
       maxAge === undefined
         ? 'This page needs a Duo second factor. Open `location` in the browser (a full-page navigation) to pass it.'
@@ -111,7 +112,7 @@ export class SecondFactorGuard implements CanActivate {
 
   /** No primary login: 401, or a 303 to `loginPath` for browsers when it is set. */
   protected noPrimaryUser(request: DuoRequest): never {
-    const error = new DuoError('primary_auth_required', 'Sign in first: this page needs a logged-in user before the Duo second factor.');
+    const error = new DuoError<DuoErrorCode>('primary_auth_required', 'Sign in first: this page needs a logged-in user before the Duo second factor.');
     const loginPath = this.flow.context.settings.loginPath;
     if (loginPath && !wantsJson(request)) {
       const target = `${loginPath}${loginPath.includes('?') ? '&' : '?'}returnTo=${encodeURIComponent(safeReturnPath(requestPath(request)))}`;

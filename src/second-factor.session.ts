@@ -3,6 +3,7 @@ import { DuoError } from './protocol/index.js';
 import { DUO_SESSION_KEY } from './duo.constants.js';
 import type { DuoRequest } from './duo.options.js';
 import type { DuoStoreSessionData, PendingTransaction } from './transaction.store.js';
+import type { DuoErrorCode } from './duo.errors.js';
 
 
 type SessionCall = (callback: (error?: unknown) => void) => unknown;
@@ -91,7 +92,7 @@ export class SecondFactorSession {
   static of(request: DuoRequest): SecondFactorSession {
     const session = request.session;
     if (session === null || typeof session !== 'object') {
-      throw new DuoError(
+      throw new DuoError<DuoErrorCode>(
         'session_unavailable',
         'No session is available for this request. Install a session middleware (express-session or @fastify/session) before the routes that use Duo, and check that its store is reachable.',
       );
@@ -196,8 +197,8 @@ export class SecondFactorSession {
    */
   async recordVerified(record: VerifiedRecord): Promise<void> {
     const { timeoutMs } = record;
-    const signedOut = (): DuoError =>
-      new DuoError('session_changed', 'The session was signed out or changed while Duo was open; the second factor was not recorded. Sign in and start again.');
+    const signedOut = (): DuoError<DuoErrorCode> =>
+      new DuoError<DuoErrorCode>('session_changed', 'The session was signed out or changed while Duo was open; the second factor was not recorded. Sign in and start again.');
 
     await sessionCall(this.session, 'reload', timeoutMs).catch((error: unknown) => {
       // express-session reports a session that is no longer in the store as an error of its own.
@@ -245,8 +246,8 @@ function isFastifySession(session: SessionLike): boolean {
   return typeof (session as { encryptedSessionId?: unknown }).encryptedSessionId === 'string';
 }
 
-function storeFailed(what: string): DuoError {
-  return new DuoError(
+function storeFailed(what: string): DuoError<DuoErrorCode> {
+  return new DuoError<DuoErrorCode>(
     'session_unavailable',
     `The session store failed or did not answer in time while ${what} the session; the second factor was not recorded. Try again shortly.`,
   );
@@ -256,7 +257,7 @@ function storeFailed(what: string): DuoError {
 function sessionCall(session: SessionLike, method: 'reload' | 'regenerate' | 'save', timeoutMs: number): Promise<void> {
   const call = session[method];
   if (typeof call !== 'function') {
-    return Promise.reject(new DuoError('session_unavailable', `The session has no ${method}() method; use express-session or @fastify/session.`));
+    return Promise.reject(new DuoError<DuoErrorCode>('session_unavailable', `The session has no ${method}() method; use express-session or @fastify/session.`));
   }
   return new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`The session store did not answer within ${timeoutMs} ms.`)), timeoutMs);

@@ -1,12 +1,15 @@
 import type { JWTPayload } from 'jose';
 import { resolveClientConfig, type DuoClientOptions, type ResolvedDuoClientConfig } from './config.js';
-import { DuoError, upstreamText } from './errors.js';
+import { DuoError, upstreamText, type DuoTokenCheck } from './errors.js';
 import { DuoHttp, rateLimited } from './http.js';
-import { HsKey, JwtVerifyError, epochSeconds, signJwt, verifyJwt } from './jwt.js';
+import { HsKey, JwtVerifyError, epochSeconds, signJwt, verifyJwt, type JwtFailure } from './jwt.js';
 import { MAX_STATE_LENGTH, MIN_STATE_LENGTH, generateJti, generateNonce, generateState, isWellFormedState } from './random.js';
 import { expectNoNonce, type DuoNonce } from './nonce.js';
 import type { DuoAuthorization, DuoAuthUrlExtras, DuoAuthUrlOptions, DuoHealthCheckResult, DuoIdTokenClaims } from './types.js';
 import { NESTJS_DUO_VERSION } from './version.js';
+
+/** Which check a JWT verification failure is, for the error's structured detail. */
+const JWT_CHECKS: Partial<Record<JwtFailure, DuoTokenCheck>> = { malformed: 'malformed', algorithm: 'alg', signature: 'signature', expired: 'exp', not_yet_valid: 'nbf' };
 
 /** Checks beyond the username and nonce. */
 export interface DuoTokenChecks {
@@ -204,23 +207,23 @@ export class DuoClient {
     } catch (error) {
       if (error instanceof JwtVerifyError) {
         const hint = error.failure === 'expired' || error.failure === 'not_yet_valid' ? ' Check that this server\'s clock is right (NTP).' : '';
-        throw new DuoError('token_invalid', `Duo's id_token ${error.message}.${hint}`);
+        throw new DuoError('token_invalid', `Duo's id_token ${error.message}.${hint}`, { check: JWT_CHECKS[error.failure] ?? 'malformed' });
       }
       throw error;
     }
-    const invalid = (what: string): DuoError => new DuoError('token_invalid', `Duo's id_token ${what}.`);
-    if (payload.iss !== this.config.tokenUrl) throw invalid('has the wrong issuer (iss); check apiHost / apiBaseUrl');
+    const invalid = (what: string, check: DuoTokenCheck): DuoError => new DuoError('token_invalid', `Duo's id_token ${what}.`, { check });
+    if (payload.iss !== this.config.tokenUrl) throw invalid('has the wrong issuer (iss); check apiHost / apiBaseUrl', 'iss');
     const aud = payload.aud;
     const audOk = aud === this.config.clientId || (Array.isArray(aud) && aud.length === 1 && aud[0] === this.config.clientId);
-    if (!audOk) throw invalid('is not for this client (aud must be exactly the client id)');
-    if (typeof payload.exp !== 'number') throw invalid('has no expiry (exp)');
-    if (typeof payload.iat !== 'number') throw invalid('has no issue time (iat)');
+    if (!audOk) throw invalid('is not for this client (aud must be exactly the client id)', 'aud');
+    if (typeof payload.exp !== 'number') throw invalid('has no expiry (exp)', 'exp');
+    if (typeof payload.iat !== 'number') throw invalid('has no issue time (iat)', 'iat');
     if (payload.iat > epochSeconds() + CLOCK_LEEWAY_SECONDS) {
-      throw invalid("was issued in the future (iat); check that this server's clock is right (NTP)");
+      throw invalid("was issued in the future (iat); check that this server's clock is right (NTP)", 'iat');
     }
-    if (typeof payload.preferred_username !== 'string') throw invalid('has no preferred_username');
+    if (typeof payload.preferred_username !== 'string') throw invalid('has no preferred_username', 'preferred_username');
     if (!sameUsername(payload.preferred_username, username, this.config.usernameMatch === 'case-insensitive')) {
-      throw new DuoError('username_mismatch', 'Duo verified a different user than the one who started this login; the second factor does not count.');
+      throw new DuoError('username_mismatch', 'Duo verified a different user than the one who started this login; the second factor does not count.', { check: 'preferred_username' });
     }
     if (expected === undefined) {
       if (payload.nonce !== undefined) {
@@ -230,20 +233,20 @@ export class DuoClient {
         );
       }
     } else if (payload.nonce !== expected) {
-      throw new DuoError('nonce_mismatch', 'The id_token belongs to another login (nonce mismatch); the second factor does not count.');
+      throw new DuoError('nonce_mismatch', 'The id_token belongs to another login (nonce mismatch); the second factor does not count.', { check: 'nonce' });
     }
     if (checks.maxAge !== undefined) {
       // The login asked Duo for an authentication no older than max_age: check that Duo did (OIDC Core 3.1.2.1).
-      if (typeof payload.auth_time !== 'number') throw invalid('has no auth_time although max_age was requested');
+      if (typeof payload.auth_time !== 'number') throw invalid('has no auth_time although max_age was requested', 'auth_time');
       // The age in Duo's clock; auth_time is whole seconds (truncated), so one second of rounding and no more.
       const offset = typeof checks.clockOffsetSeconds === 'number' && Number.isFinite(checks.clockOffsetSeconds) ? checks.clockOffsetSeconds : 0;
       if (Date.now() / 1000 + offset - payload.auth_time > checks.maxAge + 1) {
-        throw new DuoError('second_factor_denied', `Duo's authentication is older than the ${checks.maxAge} s this login asked for (max_age); it does not count.`);
+        throw new DuoError('second_factor_denied', `Duo's authentication is older than the ${checks.maxAge} s this login asked for (max_age); it does not count.`, { check: 'auth_time' });
       }
     }
     const authResult = asObject(payload.auth_result);
     if (authResult?.status !== 'allow') {
-      throw new DuoError('second_factor_denied', `Duo did not allow this authentication (status ${upstreamText(authResult?.status, 40) ?? 'missing'}).`);
+      throw new DuoError('second_factor_denied', `Duo did not allow this authentication (status ${upstreamText(authResult?.status, 40) ?? 'missing'}).`, { check: 'auth_result' });
     }
     return payload as DuoIdTokenClaims;
   }

@@ -1,44 +1,49 @@
 import { inspect } from 'node:util';
 
 /**
- * Every failure nestjs-duo reports, with a stable machine-readable code and the
- * HTTP status it maps to. Messages are written for the developer reading a log:
- * they say what happened and what to do, and never carry a secret, an
- * assertion, a code, a token, a state or an upstream body.
+ * The protocol layer's failures, each with a stable machine-readable code.
+ * Messages are written for the developer reading a log: they say what
+ * happened and what to do, and never carry a secret, an assertion, a code, a
+ * token, a state or an upstream body. HTTP statuses are not the protocol's
+ * business: the Nest layer maps codes to them (`src/duo.errors.ts`).
  */
-export const DUO_ERROR_STATUS = {
-  config_invalid: 500,
-  input_invalid: 400,
-  duo_unavailable: 503,
-  duo_overloaded: 503,
+export const DUO_PROTOCOL_ERROR_CODES = [
+  'config_invalid',
+  'input_invalid',
+  'state_invalid',
+  'duo_unavailable',
+  'duo_overloaded',
   /** Duo answered HTTP 429: up, but refusing this integration for now. Never a reason to fail open. */
-  duo_rate_limited: 503,
-  duo_timeout: 504,
+  'duo_rate_limited',
+  'duo_timeout',
   /** Duo's certificate or the TLS handshake was refused: a misconfiguration or an attack, never an outage. */
-  duo_tls_failed: 502,
-  duo_upstream_invalid: 502,
-  duo_invalid_client: 502,
-  duo_request_rejected: 502,
-  code_invalid: 401,
-  token_invalid: 502,
-  username_mismatch: 401,
-  nonce_mismatch: 401,
-  second_factor_denied: 401,
-  // Raised by the Nest layer around the protocol.
-  state_invalid: 400,
-  state_unknown: 400,
-  transaction_expired: 401,
-  access_denied: 401,
-  duo_error: 401,
-  primary_auth_required: 401,
-  second_factor_required: 401,
-  step_up_required: 401,
-  session_unavailable: 503,
-  session_changed: 401,
-  store_unavailable: 503,
-} as const;
+  'duo_tls_failed',
+  'duo_upstream_invalid',
+  'duo_invalid_client',
+  'duo_request_rejected',
+  'code_invalid',
+  'token_invalid',
+  'username_mismatch',
+  'nonce_mismatch',
+  'second_factor_denied',
+] as const;
 
-export type DuoErrorCode = keyof typeof DUO_ERROR_STATUS;
+export type DuoProtocolErrorCode = (typeof DUO_PROTOCOL_ERROR_CODES)[number];
+
+/** For `token_invalid` and friends: which id_token check failed (no claim value, nothing secret). */
+export type DuoTokenCheck =
+  | 'malformed'
+  | 'alg'
+  | 'signature'
+  | 'exp'
+  | 'nbf'
+  | 'iat'
+  | 'iss'
+  | 'aud'
+  | 'preferred_username'
+  | 'nonce'
+  | 'auth_time'
+  | 'auth_result';
 
 /** The longest wait `retryAfterSeconds` passes on: beyond it, Duo's value is cut to this. */
 export const MAX_RETRY_AFTER_SECONDS = 3600;
@@ -46,22 +51,28 @@ export const MAX_RETRY_AFTER_SECONDS = 3600;
 export interface DuoErrorDetails {
   /** For `duo_rate_limited`: how long Duo asked us to wait (its `Retry-After`), in seconds. Clamped to 1..3600. */
   retryAfterSeconds?: number;
+  /** For a refused id_token: which check failed. */
+  check?: DuoTokenCheck;
 }
 
-export class DuoError extends Error {
+/**
+ * A failure with a stable code. The protocol layer raises its own codes; the
+ * Nest layer raises DuoErrors with its codes too (`DuoError<DuoErrorCode>`).
+ */
+export class DuoError<Code extends string = DuoProtocolErrorCode> extends Error {
   override readonly name: string = 'DuoError';
-  readonly code: DuoErrorCode;
-  readonly status: number;
+  readonly code: Code;
   /**
    * For `duo_rate_limited`: Duo's `Retry-After` in whole seconds, 1 to 3600.
    * Absent when Duo sent none (or one that could not be read).
    */
   readonly retryAfterSeconds?: number;
+  /** For a refused id_token: which check failed. */
+  readonly check?: DuoTokenCheck;
 
-  constructor(code: DuoErrorCode, message: string, details: DuoErrorDetails = {}) {
+  constructor(code: Code, message: string, details: DuoErrorDetails = {}) {
     super(message);
     this.code = code;
-    this.status = DUO_ERROR_STATUS[code];
     const retryAfter = details.retryAfterSeconds;
     if (typeof retryAfter === 'number' && Number.isFinite(retryAfter)) {
       // Read-only at run time too, not only for TypeScript.
@@ -72,35 +83,38 @@ export class DuoError extends Error {
         configurable: false,
       });
     }
+    if (details.check !== undefined) Object.defineProperty(this, 'check', { value: details.check, enumerable: true, writable: false, configurable: false });
   }
 
-  toJSON(): { name: string; code: DuoErrorCode; status: number; message: string; retryAfterSeconds?: number } {
-    const json: { name: string; code: DuoErrorCode; status: number; message: string; retryAfterSeconds?: number } = {
+  toJSON(): { name: string; code: Code; message: string; retryAfterSeconds?: number; check?: DuoTokenCheck } {
+    const json: { name: string; code: Code; message: string; retryAfterSeconds?: number; check?: DuoTokenCheck } = {
       name: this.name,
       code: this.code,
-      status: this.status,
       message: this.message,
     };
     if (this.retryAfterSeconds !== undefined) json.retryAfterSeconds = this.retryAfterSeconds;
+    if (this.check !== undefined) json.check = this.check;
     return json;
   }
 
   /** util.inspect (and so console.log) shows what toJSON shows, never hidden fields or causes. */
   [inspect.custom](): string {
     const retry = this.retryAfterSeconds === undefined ? '' : ` (retry after ${this.retryAfterSeconds} s)`;
-    return `${this.name} [${this.code}] (${this.status}): ${this.message}${retry}`;
+    const check = this.check === undefined ? '' : ` (check: ${this.check})`;
+    return `${this.name} [${this.code}]: ${this.message}${check}${retry}`;
   }
 }
 
 /** A configuration mistake, reported when the module starts. */
-export class DuoConfigError extends DuoError {
+export class DuoConfigError extends DuoError<'config_invalid'> {
   override readonly name = 'DuoConfigError';
   constructor(message: string) {
     super('config_invalid', message);
   }
 }
 
-export function isDuoError(value: unknown): value is DuoError {
+/** Whatever its code: the protocol's or the Nest layer's. */
+export function isDuoError(value: unknown): value is DuoError<string> {
   return value instanceof DuoError;
 }
 

@@ -3,6 +3,7 @@ import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DuoClient, DuoConfigError, DuoError, resolveClientConfig, type DuoClientOptions } from '../../src/protocol/index.js';
 import { API_HOST, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, expectDuoErrorSync, expectNoLeak, validOptions } from './helpers.js';
+import { statusOf } from '../../src/duo.errors.js';
 
 const clients: DuoClient[] = [];
 afterAll(async () => {
@@ -21,7 +22,7 @@ function refuses(options: unknown, option: string | null): DuoConfigError {
   expect(error).toBeInstanceOf(DuoConfigError);
   expect(error).toBeInstanceOf(DuoError);
   expect(error.name).toBe('DuoConfigError');
-  expect(error.status).toBe(500);
+  expect(statusOf(error.code)).toBe(500);
   if (option !== null) expect(error.message).toContain(`"${option}"`);
   // resolveClientConfig is the same check, exposed.
   expect(() => resolveClientConfig(options as DuoClientOptions)).toThrow(DuoConfigError);

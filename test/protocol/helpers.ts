@@ -8,7 +8,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { inspect } from 'node:util';
 import { SignJWT, type JWTPayload } from 'jose';
 import { expect } from 'vitest';
-import { DUO_ERROR_STATUS, DuoError, type DuoClientOptions, type DuoErrorCode } from '../../src/protocol/index.js';
+import { DuoError, type DuoClientOptions } from '../../src/protocol/index.js';
+import { DUO_ERROR_STATUS, statusOf, type DuoErrorCode } from '../../src/duo.errors.js';
 
 export const CLIENT_ID = 'DIWJ8X6AEYOR5OMC6TQ1';
 /** 40 characters, distinctive so that any echo of it (or of a long part of it) is caught. */
@@ -71,7 +72,7 @@ export function expectDuoErrorValue(error: unknown, code: DuoErrorCode, sensitiv
     throw new Error(`expected a DuoError [${code}], got ${inspect(error)}`);
   }
   expect(error.code, `message: ${error.message}`).toBe(code);
-  expect(error.status).toBe(DUO_ERROR_STATUS[code]);
+  expect(statusOf(error.code)).toBe(DUO_ERROR_STATUS[code]);
   expect(typeof error.message).toBe('string');
   expect(error.message.length).toBeGreaterThan(10);
   expect(error).toBeInstanceOf(Error);

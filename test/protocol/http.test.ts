@@ -3,6 +3,7 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { DuoClient } from '../../src/protocol/index.js';
 import { DuoHttp, MAX_RESPONSE_BYTES, type DuoHttpOptions } from '../../src/protocol/http.js';
 import { expectDuoError, localOptions, nowSeconds, sendJson, sleep, startServer, type Handler, type TestServer } from './helpers.js';
+import { statusOf } from '../../src/duo.errors.js';
 
 const FORM = { client_id: 'DIWJ8X6AEYOR5OMC6TQ1', client_assertion: 'assertion.value.sensitive-0123456789' };
 const SENSITIVE = [FORM.client_assertion];
@@ -61,7 +62,7 @@ describe('DuoHttp.postForm: failures', () => {
   it.each([500, 502, 503, 504])('HTTP %i: duo_unavailable (503)', async (status) => {
     const server = await serve((_req, res) => sendJson(res, status, { stat: 'FAIL', message: 'internal' }));
     const error = await expectDuoError(http().postForm(`${server.url}/x`, FORM, 'health check'), 'duo_unavailable', SENSITIVE);
-    expect(error.status).toBe(503);
+    expect(statusOf(error.code)).toBe(503);
     expect(error.message).toContain(String(status));
   });
 
@@ -92,7 +93,7 @@ describe('DuoHttp.postForm: failures', () => {
     const started = Date.now();
     const error = await expectDuoError(client.healthCheck(), 'duo_timeout');
     const elapsed = Date.now() - started;
-    expect(error.status).toBe(504);
+    expect(statusOf(error.code)).toBe(504);
     expect(elapsed).toBeGreaterThanOrEqual(250);
     expect(elapsed).toBeLessThan(1000);
     expect(client.inFlight).toBe(0);
@@ -279,7 +280,7 @@ describe('DuoHttp: connection reuse and the cap on calls in flight', () => {
     const started = Date.now();
     const error = await expectDuoError(client.exchangeAuthorizationCode('second-code', 'alice', 'n0nce-0123456789abcdef'), 'duo_overloaded');
     expect(Date.now() - started).toBeLessThan(100);
-    expect(error.status).toBe(503);
+    expect(statusOf(error.code)).toBe(503);
     // A full cap is not "Duo is down": health checks have a lane of their own.
     await expect(client.healthCheck()).resolves.toMatchObject({ timestamp: expect.any(Number) });
     await expectDuoError(first, 'code_invalid');

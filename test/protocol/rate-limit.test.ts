@@ -5,9 +5,10 @@
  */
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DUO_ERROR_STATUS, DuoClient, DuoError } from '../../src/protocol/index.js';
+import { DuoClient, DuoError } from '../../src/protocol/index.js';
 import { parseRetryAfter } from '../../src/protocol/http.js';
 import { expectDuoError, localOptions, nowSeconds, sendJson, startServer, type TestServer } from './helpers.js';
+import { DUO_ERROR_STATUS, statusOf } from '../../src/duo.errors.js';
 
 const CODE = 'duoCode-rate-limited-0123456789';
 const NONCE = 'nonce-rate-limited-0123456789ab';
@@ -46,14 +47,14 @@ describe('DuoError: duo_rate_limited and retryAfterSeconds', () => {
       (error as { retryAfterSeconds?: number }).retryAfterSeconds = 1;
     }).toThrow(TypeError);
     expect(error.retryAfterSeconds).toBe(42);
-    expect(JSON.parse(JSON.stringify(error))).toEqual({ name: 'DuoError', code: 'duo_rate_limited', status: 503, message: 'Duo is rate-limiting us.', retryAfterSeconds: 42 });
-    expect(inspect(error)).toBe('DuoError [duo_rate_limited] (503): Duo is rate-limiting us. (retry after 42 s)');
+    expect(JSON.parse(JSON.stringify(error))).toEqual({ name: 'DuoError', code: 'duo_rate_limited', message: 'Duo is rate-limiting us.', retryAfterSeconds: 42 });
+    expect(inspect(error)).toBe('DuoError [duo_rate_limited]: Duo is rate-limiting us. (retry after 42 s)');
   });
 
   it('leaves retryAfterSeconds out entirely when it is not set', () => {
     const error = new DuoError('duo_rate_limited', 'Duo is rate-limiting us.');
     expect(error.retryAfterSeconds).toBeUndefined();
-    expect(Object.keys(JSON.parse(JSON.stringify(error))).sort()).toEqual(['code', 'message', 'name', 'status']);
+    expect(Object.keys(JSON.parse(JSON.stringify(error))).sort()).toEqual(['code', 'message', 'name']);
   });
 
   it.each<[unknown, number | undefined]>([
@@ -104,7 +105,7 @@ describe('parseRetryAfter', () => {
 describe('HTTP 429 from Duo', () => {
   it('in the health check: duo_rate_limited with Retry-After, never duo_request_rejected', async () => {
     const error = await expectDuoError(client.healthCheck(), 'duo_rate_limited');
-    expect(error.status).toBe(503);
+    expect(statusOf(error.code)).toBe(503);
     expect(error.retryAfterSeconds).toBe(30);
     expect(error.message).toMatch(/429/);
     expect(error.message).toMatch(/health check/);

@@ -12,6 +12,7 @@ import { TLS_FAILURE_CODES, tlsFailureCode } from '../../src/protocol/http.js';
 import { selfSignedCertificate } from '../support/tls.js';
 import { expectDuoError, localOptions, nowSeconds, sendJson, startServer, type TestServer } from './helpers.js';
 import { makeTestPki, type KeyAndCertificate, type TestPki } from './tls-certificates.js';
+import { statusOf } from '../../src/duo.errors.js';
 
 let pki: TestPki;
 const servers: Array<{ close(): Promise<void> }> = [];
@@ -51,7 +52,7 @@ function client(baseUrl: string, overrides: Partial<DuoClientOptions> = {}): Duo
 
 /** The message of a TLS failure names the failing code and the fixes, and nothing of the URL. */
 function expectTlsMessage(error: DuoError, code: string, baseUrl: string): void {
-  expect(error.status).toBe(502);
+  expect(statusOf(error.code)).toBe(502);
   expect(error.message).toContain(code);
   expect(error.message).toMatch(/"ca" option/);
   expect(error.message).toMatch(/apiHost|apiBaseUrl/);

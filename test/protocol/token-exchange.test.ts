@@ -1,6 +1,6 @@
 import { SignJWT, UnsecuredJWT, decodeProtectedHeader, generateKeyPair, jwtVerify, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DuoClient, expectNoNonce, type DuoClientOptions, type DuoErrorCode, type DuoNonce } from '../../src/protocol/index.js';
+import { DuoClient, expectNoNonce, type DuoClientOptions, type DuoNonce } from '../../src/protocol/index.js';
 import {
   CLIENT_ID,
   CLIENT_SECRET,
@@ -15,6 +15,7 @@ import {
   startServer,
   type TestServer,
 } from './helpers.js';
+import { statusOf, type DuoErrorCode } from '../../src/duo.errors.js';
 
 const CODE = 'duoCode-4f1c2e9a7b3d-Authorization';
 const NONCE = 'nonce-6d8a1f0e2c4b9a7e5d3c1b0a';
@@ -128,7 +129,7 @@ describe('token exchange: Duo\'s error answers', () => {
     const error = await expectDuoError(client.exchangeAuthorizationCode(CODE, 'alice', NONCE), code, sensitive());
     if (name.includes('frameless')) expect(error.message).toContain('Customer does not have frameless access enabled.');
     if (code === 'duo_request_rejected') expect(error.message).toContain((body as { error?: string; message?: string }).error ?? (body as { message: string }).message);
-    if (code === 'code_invalid') expect(error.status).toBe(401);
+    if (code === 'code_invalid') expect(statusOf(error.code)).toBe(401);
   });
 
   it('does not echo a 10 KB error_description whole, and strips control characters from it', async () => {

@@ -3,10 +3,11 @@
  * hits, and what our DuoClient makes of it.
  */
 import { describe, expect, it } from 'vitest';
-import { DuoError, type DuoClient, type DuoErrorCode } from '../../src/protocol/index.js';
+import { DuoError, type DuoClient } from '../../src/protocol/index.js';
 import { DEFECTS } from '../../src/testing/emulator.defects.js';
 import type { DuoEmulatorEndpoint, DuoEmulatorFailure } from '../../src/testing/index.js';
 import { approvedLogin, assertion, authorizeUrl, client, emulator, expectDuoError, now, postForm, rawHealth, rawToken, requestJwt, tokenForm, useEmulator } from './support.js';
+import type { DuoErrorCode } from '../../src/duo.errors.js';
 
 useEmulator();
 

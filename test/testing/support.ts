@@ -5,10 +5,11 @@
  */
 import type { JWTPayload } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, expect } from 'vitest';
-import { DuoClient, DuoError, type DuoClientOptions, type DuoErrorCode } from '../../src/protocol/index.js';
+import { DuoClient, DuoError, type DuoClientOptions } from '../../src/protocol/index.js';
 import { HsKey, signJwt } from '../../src/protocol/jwt.js';
 import { DuoEmulator } from '../../src/testing/index.js';
 import { randomBytes } from 'node:crypto';
+import type { DuoErrorCode } from '../../src/duo.errors.js';
 
 export const REDIRECT = 'http://127.0.0.1:3000/duo/callback';
 export const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';

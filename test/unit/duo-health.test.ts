@@ -14,8 +14,9 @@ import {
   LONG_BYPASS_TTL_MS,
   type DuoHealthSettings,
 } from '../../src/duo-health.js';
-import { DUO_ERROR_STATUS, DuoClient, DuoError, type DuoErrorCode, type DuoHealthCheckResult } from '../../src/protocol/index.js';
+import { DuoClient, DuoError, type DuoHealthCheckResult } from '../../src/protocol/index.js';
 import { CLIENT_SECRET, localOptions, sendJson, startServer } from '../protocol/helpers.js';
+import { DUO_ERROR_STATUS, type DuoErrorCode } from '../../src/duo.errors.js';
 
 // ---------------------------------------------------------------- fakes
 
@@ -77,7 +78,7 @@ const HEALTHY: DuoHealthCheckResult = { timestamp: 1_800_000_000, clockOffsetSec
 const OPEN: DuoHealthSettings = { failMode: 'open', healthCheckCacheMs: 30_000, timeoutMs: 10_000, bypassTtlMs: 300_000 };
 const CLOSED: DuoHealthSettings = { ...OPEN, failMode: 'closed' };
 
-const fail = (code: DuoErrorCode, message = `Duo failed with ${code} (test).`, details = {}): DuoError => new DuoError(code, message, details);
+const fail = (code: DuoErrorCode, message = `Duo failed with ${code} (test).`, details = {}): DuoError<string> => new DuoError<DuoErrorCode>(code, message, details);
 
 let now = 0;
 let client: FakeClient;
@@ -479,7 +480,7 @@ describe('rule 3: a timeout is confirmed by a second, fresh health check', () =>
 // ---------------------------------------------------------------- rule 4
 
 describe('rule 4: each distinct health failure is logged once per interval, as an error, with its fix', () => {
-  it.each<[string, DuoError, RegExp]>([
+  it.each<[string, DuoError<string>, RegExp]>([
     ['invalid_client', fail('duo_invalid_client', 'Duo refused our credentials in the health check (invalid_client).'), /check clientId\/clientSecret\/apiHost, and the clock/],
     ['a 5xx', fail('duo_unavailable', 'Duo answered the health check with HTTP 503; Duo is unavailable. Try again later.'), /status\.duo\.com/],
     ['unreachable', fail('duo_unavailable', 'Duo could not be reached for the health check (ECONNREFUSED).'), /network path|DNS|firewall/],

@@ -42,7 +42,7 @@ describe('entry points', () => {
 
   it('nestjs-duo/protocol has the client, its errors and its helpers; the root shares its error classes', () => {
     expect(Object.keys(protocol).sort()).toEqual(
-      ['CLOCK_LEEWAY_SECONDS', 'DUO_ERROR_STATUS', 'DuoClient', 'DuoConfigError', 'DuoError', 'NESTJS_DUO_VERSION', 'expectNoNonce', 'generateNonce', 'generateState', 'isDuoError', 'isLoopbackHost', 'resolveClientConfig'].sort(),
+      ['CLOCK_LEEWAY_SECONDS', 'DUO_PROTOCOL_ERROR_CODES', 'DuoClient', 'DuoConfigError', 'DuoError', 'NESTJS_DUO_VERSION', 'expectNoNonce', 'generateNonce', 'generateState', 'isDuoError', 'isLoopbackHost', 'resolveClientConfig'].sort(),
     );
     expect(root.DuoError).toBe(protocol.DuoError);
   });
