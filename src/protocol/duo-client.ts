@@ -60,10 +60,6 @@ export class DuoClient {
     return generateState();
   }
 
-  generateNonce(): string {
-    return generateNonce();
-  }
-
   /** Asks Duo whether it can take a login now, and measures our clock against Duo's. */
   async healthCheck(): Promise<DuoHealthCheckResult> {
     const url = this.config.healthCheckUrl;

@@ -41,13 +41,13 @@ describe.each([
 });
 
 describe('DuoClient random helpers', () => {
-  it('client.generateState() and client.generateNonce() are fresh 43-character base64url values', async () => {
+  it('client.generateState() and generateNonce() are fresh 43-character base64url values', async () => {
     const client = new DuoClient(validOptions());
     try {
       const values = new Set<string>();
       for (let i = 0; i < 100; i++) {
         const state = client.generateState();
-        const nonce = client.generateNonce();
+        const nonce = generateNonce();
         expect(state).toMatch(BASE64URL_43);
         expect(nonce).toMatch(BASE64URL_43);
         values.add(state).add(nonce);
