@@ -13,6 +13,7 @@ export const DUO_ERROR_STATUS = {
   duo_rate_limited: 503,
   duo_timeout: 504,
   duo_tls_failed: 502,
+  duo_tls_pinning_failed: 502,
   duo_upstream_invalid: 502,
   duo_invalid_client: 502,
   duo_request_rejected: 502,
@@ -32,6 +33,7 @@ export const DUO_ERROR_STATUS = {
   session_unavailable: 503,
   session_changed: 401,
   store_unavailable: 503,
+  prompt_rate_limited: 429,
 } as const satisfies Record<DuoProtocolErrorCode, number> & Record<string, number>;
 
 /** Every code of nestjs-duo's errors: the protocol's and the Nest layer's. */
