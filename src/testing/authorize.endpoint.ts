@@ -108,6 +108,9 @@ export async function authorizeEndpoint(state: EmulatorState, exchange: HttpExch
       action: PATH_DECISION,
       factor: state.factor,
       expiresInSeconds: TRANSACTION_TTL_MS / 1000,
+      // A step-up: the page says why it asks again.
+      ...(maxAge === undefined ? {} : { maxAgeSeconds: maxAge }),
+      promptLogin: prompt === 'login',
     });
     exchange.html(200, page, 'prompt shown', {
       'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; form-action 'self' ${new URL(redirectUri).origin}; frame-ancestors 'none'; base-uri 'none'`,

@@ -23,6 +23,7 @@ button:focus-visible{outline:3px solid #7aa7ff;outline-offset:2px}
 .approve{background:#2e7d32;color:#fff}
 .deny{background:#e3e7eb;color:#1f2a33}
 p.note{margin:18px 0 0;font-size:13px;color:#5b6670}
+p.reason{margin:0 0 18px;padding:10px 12px;border-left:4px solid #1a73e8;background:#eef4fe;font-size:14px}
 `;
 
 function layout(title: string, body: string): string {
@@ -60,16 +61,37 @@ export interface PromptPageInput {
   factor: string;
   /** How long the prompt stays valid. */
   expiresInSeconds: number;
+  /** The request JWT's max_age: the login needs an authentication at most this old (a step-up). */
+  maxAgeSeconds?: number;
+  /** The request JWT's prompt=login: the login asks for a fresh authentication. */
+  promptLogin?: boolean;
+}
+
+/** Why Duo asks again although the user may have approved a login a moment ago: max_age or prompt=login. */
+function freshnessReason(maxAgeSeconds: number | undefined, promptLogin: boolean): string | undefined {
+  if (maxAgeSeconds === undefined && !promptLogin) return undefined;
+  const asked = [...(maxAgeSeconds === undefined ? [] : [`max_age=${maxAgeSeconds}`]), ...(promptLogin ? ['prompt=login'] : [])].join(', ');
+  const need =
+    maxAgeSeconds === undefined || maxAgeSeconds === 0
+      ? 'a fresh second factor'
+      : `a second factor from the last ${duration(maxAgeSeconds)}`;
+  return `This login needs ${need} (${asked}), so Duo asks again even if you approved one earlier.`;
+}
+
+function duration(seconds: number): string {
+  const [count, unit] = seconds % 3600 === 0 ? [seconds / 3600, 'hour'] : seconds % 60 === 0 ? [seconds / 60, 'minute'] : [seconds, 'second'];
+  return count === 1 ? unit : `${count} ${unit}s`;
 }
 
 /** The emulator's stand-in for Duo's prompt: who, for which application, and Approve / Deny. */
 export function renderPromptPage(input: PromptPageInput): string {
   const app = input.appName === undefined ? '' : `<dt>Application</dt><dd>${escapeHtml(input.appName)}</dd>`;
   const minutes = Math.max(1, Math.round(input.expiresInSeconds / 60));
+  const reason = freshnessReason(input.maxAgeSeconds, input.promptLogin ?? false);
   return layout(
     'Approve this login?',
     `<h1>Approve this login?</h1>
-<dl>
+${reason === undefined ? '' : `<p class="reason">${escapeHtml(reason)}</p>\n`}<dl>
 <dt>User</dt><dd>${escapeHtml(input.username)}</dd>
 ${app}<dt>Factor</dt><dd>${escapeHtml(input.factor)}</dd>
 </dl>
