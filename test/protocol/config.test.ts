@@ -2,7 +2,7 @@ import { rootCertificates } from 'node:tls';
 import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DuoClient, DuoConfigError, DuoError, resolveClientConfig, type DuoClientOptions } from '../../src/protocol/index.js';
-import { API_HOST, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, expectDuoErrorSync, expectNoLeak, validOptions } from './helpers.js';
+import { API_HOST, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, expectDuoErrorSync, expectNoLeak, localOptions, nowSeconds, sendJson, startServer, validOptions } from './helpers.js';
 import { statusOf } from '../../src/duo.errors.js';
 
 const clients: DuoClient[] = [];
@@ -239,8 +239,8 @@ describe('configuration: apiBaseUrl', () => {
     ['no scheme', '127.0.0.1:4000x'],
     ['not a URL', 'not a url'],
     ['an ftp scheme', 'ftp://127.0.0.1:4000'],
-    ['empty', ''],
     ['a number', 4000],
+    ['null', null],
   ])('refuses an apiBaseUrl with %s', (_name, apiBaseUrl) => {
     refuses({ ...validOptions(), apiBaseUrl }, 'apiBaseUrl');
   });
@@ -307,7 +307,7 @@ describe('configuration: numbers and choices', () => {
     expect(client.config.clockSkewWarningSeconds).toBe(5);
   });
 
-  it.each(['insensitive', 'EXACT', 'Case-Insensitive', '', 1, true])('refuses usernameMatch = %s', (usernameMatch) => {
+  it.each(['insensitive', 'EXACT', 'Case-Insensitive', 1, true, null])('refuses usernameMatch = %s', (usernameMatch) => {
     refuses({ ...validOptions(), usernameMatch }, 'usernameMatch');
   });
 
@@ -321,8 +321,8 @@ describe('configuration: proxy and ca', () => {
     ['not a URL', 'not a url'],
     ['a host:port without scheme', 'proxy.internal:3128x'],
     ['a socks URL', 'socks5://proxy.internal:1080'],
-    ['an empty string', ''],
     ['a number', 3128],
+    ['null', null],
   ])('refuses a proxy that is %s', (_name, proxy) => {
     refuses({ ...validOptions(), proxy }, 'proxy');
   });
@@ -376,5 +376,126 @@ describe('configuration: the client never shows its secret', () => {
     const client = build(options);
     for (const value of Object.values(client)) expect(value).not.toBe(options);
     expect(Object.keys(client)).not.toContain('clientSecret');
+  });
+});
+
+describe('configuration: where each value comes from, and empty values (issue 11 item 6)', () => {
+  const withoutOption = (option: string): Record<string, unknown> => {
+    const options: Record<string, unknown> = { ...validOptions() };
+    delete options[option];
+    return options;
+  };
+
+  it.each([
+    ['clientId', 'DUO_CLIENT_ID', /Client ID of your Web SDK application from the Duo Admin Panel/],
+    ['clientSecret', 'DUO_CLIENT_SECRET', /Client secret of your Web SDK application from the Duo Admin Panel/],
+    ['apiHost', 'DUO_API_HOST', /API hostname of your Web SDK application from the Duo Admin Panel/],
+    ['redirectUri', 'DUO_REDIRECT_URI', /your own application's callback URL.*@DuoCallback\(\)/],
+  ])('a required %s given as "" is reported as empty, with the env variable and where the value comes from', (option, envName, source) => {
+    const message = refuses({ ...validOptions(), [option]: '' }, option).message;
+    expect(message).toContain('is empty');
+    expect(message).toContain(envName);
+    expect(message).toMatch(source);
+    expect(message).not.toContain('is missing');
+  });
+
+  it.each([
+    ['clientId', /Duo Admin Panel/],
+    ['clientSecret', /Duo Admin Panel/],
+    ['apiHost', /Duo Admin Panel.*set apiBaseUrl instead/],
+    ['redirectUri', /callback URL/],
+  ])('a missing %s is reported as missing, with where the value comes from', (option, source) => {
+    const message = refuses(withoutOption(option), option).message;
+    expect(message).toContain('is missing');
+    expect(message).toMatch(source);
+  });
+
+  it('says redirectUri is your own callback URL, never that it comes from the Duo Admin Panel', () => {
+    for (const redirectUri of [undefined, '', 'duo/callback', 42]) {
+      const options = redirectUri === undefined ? withoutOption('redirectUri') : { ...validOptions(), redirectUri };
+      const message = refuses(options, 'redirectUri').message;
+      expect(message).toMatch(/your own application's callback URL/);
+      expect(message).not.toMatch(/set it from your Duo Admin Panel|copy .* from the Duo Admin Panel/);
+    }
+  });
+
+  it('says apiBaseUrl is only for the emulator or a test double, never that it comes from the Duo Admin Panel', () => {
+    for (const apiBaseUrl of ['not a url', 'ftp://127.0.0.1:4000', 42]) {
+      const message = refuses({ ...validOptions(), apiBaseUrl }, 'apiBaseUrl').message;
+      expect(message).toMatch(/only for the Duo emulator or a test double/);
+      expect(message).not.toMatch(/Admin Panel/);
+    }
+  });
+
+  it('names the Duo Admin Panel for a malformed clientId, clientSecret or apiHost', () => {
+    expect(refuses({ ...validOptions(), clientId: 'DI123' }, 'clientId').message).toMatch(/Duo Admin Panel/);
+    expect(refuses({ ...validOptions(), clientSecret: 'x'.repeat(39) }, 'clientSecret').message).toMatch(/Duo Admin Panel/);
+    expect(refuses({ ...validOptions(), apiHost: `https://${API_HOST}` }, 'apiHost').message).toMatch(/Duo Admin Panel/);
+  });
+
+  it('an optional apiBaseUrl given as "" counts as not given: the endpoints come from apiHost', () => {
+    const config = resolveClientConfig(validOptions({ apiBaseUrl: '' }));
+    expect(config.baseUrl).toBe(`https://${API_HOST}`);
+    expect(config.tokenUrl).toBe(`https://${API_HOST}/oauth/v1/token`);
+  });
+
+  it('apiBaseUrl and apiHost both "": apiHost is reported as empty (it is then required)', () => {
+    expect(refuses({ ...validOptions(), apiBaseUrl: '', apiHost: '' }, 'apiHost').message).toContain('is empty');
+  });
+
+  it('an apiHost given as "" beside an apiBaseUrl counts as not given', () => {
+    expect(resolveClientConfig(validOptions({ apiBaseUrl: 'http://127.0.0.1:4000', apiHost: '' })).baseUrl).toBe('http://127.0.0.1:4000');
+  });
+
+  it('optional proxy, ca, usernameMatch and tls.pinning given as "" count as not given (their defaults apply)', () => {
+    const config = resolveClientConfig({ ...validOptions(), proxy: '', ca: '', usernameMatch: '' as never, tls: { pinning: '' as never } });
+    expect(config.proxy).toBeUndefined();
+    expect('proxy' in config).toBe(false);
+    expect(config.ca).toBeUndefined();
+    expect('ca' in config).toBe(false);
+    expect(config.usernameMatch).toBe('exact');
+    expect(config.tls.pinning).toBe('duo');
+  });
+
+  it('a proxy given as "" is no proxy: the client calls Duo directly', async () => {
+    const server = await startServer((_req, res) => sendJson(res, 200, { stat: 'OK', response: { timestamp: nowSeconds() } }));
+    try {
+      const client = build(localOptions(server.url, { proxy: '' }));
+      await expect(client.healthCheck()).resolves.toMatchObject({ timestamp: expect.any(Number) });
+      expect(server.requests.map((request) => `${request.method} ${request.path}`)).toEqual(['POST /oauth/v1/health_check']);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it.each([
+    ['proxy', null],
+    ['apiBaseUrl', null],
+    ['usernameMatch', null],
+  ])('an optional %s given as null is refused (only "" counts as not given)', (option, value) => {
+    expect(refuses({ ...validOptions(), [option]: value }, option).message).toMatch(/must be a string, not null/);
+  });
+});
+
+describe('configuration: ca holds certificates', () => {
+  it('a file path instead of the file\'s contents is refused at startup, saying so', () => {
+    const message = refuses({ ...validOptions(), ca: '/etc/ssl/certs/proxy-ca.pem' }, 'ca').message;
+    expect(message).toMatch(/holds no PEM certificate/);
+    expect(message).toMatch(/contents .*not its path/);
+  });
+
+  it('an empty Buffer (an empty file) is refused', () => {
+    refuses({ ...validOptions(), ca: Buffer.alloc(0) }, 'ca');
+  });
+
+  it('a PEM block that does not parse is refused, naming the list item', () => {
+    const broken = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
+    const message = refuses({ ...validOptions(), ca: [rootCertificates[0] ?? '', broken] }, 'ca').message;
+    expect(message).toMatch(/does not parse \(item 2\)/);
+  });
+
+  it('a bundle of several certificates in one string is accepted', () => {
+    const bundle = `${rootCertificates[0]}\n${rootCertificates[1]}\n`;
+    expect(resolveClientConfig(validOptions({ ca: bundle })).ca).toBe(bundle);
   });
 });
