@@ -6,7 +6,7 @@ import { HsKey, JwtVerifyError, epochSeconds, signJwt, verifyJwt, type JwtFailur
 import { MAX_STATE_LENGTH, MIN_STATE_LENGTH, generateJti, generateNonce, generateState, isWellFormedState } from './random.js';
 import { expectNoNonce, type DuoNonce } from './nonce.js';
 import type { DuoAuthorization, DuoAuthUrlExtras, DuoAuthUrlOptions, DuoHealthCheckResult, DuoIdTokenClaims } from './types.js';
-import { NESTJS_DUO_VERSION } from './version.js';
+import { duoUserAgent } from './version.js';
 
 /** Which check a JWT verification failure is, for the error's structured detail. */
 const JWT_CHECKS: Partial<Record<JwtFailure, DuoTokenCheck>> = { malformed: 'malformed', algorithm: 'alg', signature: 'signature', expired: 'exp', not_yet_valid: 'nbf' };
@@ -44,7 +44,8 @@ export class DuoClient {
     this.#http = new DuoHttp({
       timeoutMs: this.config.timeoutMs,
       maxConcurrentRequests: this.config.maxConcurrentRequests,
-      userAgent: `nestjs-duo/${NESTJS_DUO_VERSION} node/${process.versions.node}`,
+      userAgent: duoUserAgent(this.config.tls.pinning),
+      pinning: this.config.tls.pinning,
       ...(this.config.ca === undefined ? {} : { ca: this.config.ca }),
       // The proxy URL as given, credentials included, goes to the HTTP client alone (config.proxy hides them).
       ...(options.proxy === undefined ? {} : { proxy: options.proxy }),

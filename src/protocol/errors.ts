@@ -18,6 +18,11 @@ export const DUO_PROTOCOL_ERROR_CODES = [
   'duo_timeout',
   /** Duo's certificate or the TLS handshake was refused: a misconfiguration or an attack, never an outage. */
   'duo_tls_failed',
+  /**
+   * With `tls.pinning` "duo": Duo's certificate does not lead to one of the root CAs Duo pins
+   * (a TLS-inspecting proxy, or not Duo at all). Never an outage, never a reason to fail open.
+   */
+  'duo_tls_pinning_failed',
   'duo_upstream_invalid',
   'duo_invalid_client',
   'duo_request_rejected',

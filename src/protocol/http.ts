@@ -1,6 +1,9 @@
-import { createSecureContext, rootCertificates } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import * as tls from 'node:tls';
 import { Agent, ProxyAgent, request, type Dispatcher } from 'undici';
-import { DuoError, MAX_RETRY_AFTER_SECONDS } from './errors.js';
+import type { DuoCaPinning } from './config.js';
+import { DUO_PINNED_ROOTS } from './duo-roots.js';
+import { DuoConfigError, DuoError, MAX_RETRY_AFTER_SECONDS } from './errors.js';
 
 export const MAX_RESPONSE_BYTES = 64 * 1024;
 /** Health checks in flight at most, outside the main cap. */
@@ -10,6 +13,8 @@ export interface DuoHttpOptions {
   timeoutMs: number;
   maxConcurrentRequests: number;
   userAgent: string;
+  /** `duo`: only Duo's pinned roots (and `ca`) are trusted. Default `system` (the client resolves it per host). */
+  pinning?: DuoCaPinning;
   ca?: string | Buffer | Array<string | Buffer>;
   proxy?: string;
   maxResponseBytes?: number;
@@ -35,10 +40,10 @@ export class DuoHttp {
 
   constructor(options: DuoHttpOptions) {
     this.#options = options;
-    // Extra CAs are added to Node's roots, not put in their place. One secure context for every
-    // connection: given `ca` instead, tls.connect builds a new context (tens of ms of CPU) per connection.
-    const secureContext =
-      options.ca === undefined ? undefined : createSecureContext({ ca: [...rootCertificates, ...(Array.isArray(options.ca) ? options.ca : [options.ca])] });
+    // One secure context for every connection: given `ca` instead, tls.connect builds a new context
+    // (tens of ms of CPU) per connection.
+    const trusted = trustedCertificates(options.pinning ?? 'system', options.ca);
+    const secureContext = trusted === undefined ? undefined : tls.createSecureContext({ ca: trusted });
     const common = {
       keepAliveTimeout: 30_000,
       // The health lane's few calls get connections of their own beyond the cap.
@@ -53,6 +58,10 @@ export class DuoHttp {
 
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  get pinning(): DuoCaPinning {
+    return this.#options.pinning ?? 'system';
   }
 
   /**
@@ -123,8 +132,8 @@ export class DuoHttp {
     } catch (error) {
       if (error instanceof DuoError) throw error;
       // Before the timeout check: a refused certificate is never "Duo is slow or down".
-      const tls = tlsFailureCode(error);
-      if (tls !== undefined) throw tlsFailure(tls, what);
+      const tlsCode = tlsFailureCode(error);
+      if (tlsCode !== undefined) throw tlsFailure(tlsCode, what, this.pinning);
       const proxyStatus = proxyRefusal(error);
       if (proxyStatus !== undefined) throw proxyRefused(proxyStatus, what);
       if (controller.signal.aborted || isTimeout(error)) {
@@ -149,6 +158,47 @@ export class DuoHttp {
   async close(): Promise<void> {
     await this.#dispatcher.close();
   }
+}
+
+/** Node's own roots as it trusts them by default: `tls.getCACertificates('default')` (Node 22.15+/23.5+: bundled, NODE_EXTRA_CA_CERTS, and the system store with --use-system-ca), else the bundled roots. */
+function nodeDefaultCertificates(): readonly string[] {
+  const getCACertificates = (tls as { getCACertificates?: (type: 'default') => string[] }).getCACertificates;
+  return typeof getCACertificates === 'function' ? getCACertificates('default') : tls.rootCertificates;
+}
+
+let pinnedRoots: readonly string[] | undefined;
+
+/**
+ * The PEMs of Duo's pinned roots (DUO_PINNED_ROOTS, by SHA-256 fingerprint, in
+ * its order) among the roots this Node ships (`tls.rootCertificates`); found once
+ * per process.
+ * A root Duo lists that this Node lacks is not among them.
+ */
+export function pinnedRootCertificates(): readonly string[] {
+  if (pinnedRoots === undefined) {
+    const shipped = new Map(tls.rootCertificates.map((pem) => [new X509Certificate(pem).fingerprint256, pem]));
+    pinnedRoots = Object.freeze(DUO_PINNED_ROOTS.flatMap((root) => shipped.get(root.sha256) ?? []));
+  }
+  return pinnedRoots;
+}
+
+/**
+ * The CA certificates the one secure context trusts, or undefined for Node's
+ * default trust (no secure context of our own). Pinned: exactly Duo's roots as
+ * this Node ships them, plus `ca`. System: Node's default roots plus `ca`.
+ */
+export function trustedCertificates(pinning: DuoCaPinning, ca: DuoHttpOptions['ca']): Array<string | Buffer> | undefined {
+  const extra = ca === undefined ? [] : Array.isArray(ca) ? ca : [ca];
+  if (pinning === 'duo') {
+    const pinned = pinnedRootCertificates();
+    if (pinned.length === 0) {
+      throw new DuoConfigError(
+        `Duo option "tls.pinning" is "duo", but this Node (${process.version}) ships none of the root CAs Duo pins, so no certificate of Duo's could be trusted. Update Node, or set tls: { pinning: 'system' } (Node's trusted roots).`,
+      );
+    }
+    return [...pinned, ...extra];
+  }
+  return extra.length === 0 ? undefined : [...nodeDefaultCertificates(), ...extra];
 }
 
 /** Drops an unread body. Destroying it makes undici emit an abort error, which must not become an uncaught exception. */
@@ -269,8 +319,28 @@ export function tlsFailureCode(error: unknown): string | undefined {
   return found;
 }
 
+/**
+ * The codes of a chain that leads to no trusted root: with pinning on, a
+ * certificate outside Duo's pinned roots (and `ca`). Expired, wrong-host and other
+ * failures keep their own meaning.
+ */
+const UNTRUSTED_ISSUER_CODES: ReadonlySet<string> = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_UNTRUSTED',
+]);
+
 /** Names the failing code and what to fix; never a URL (a proxy's may hold credentials). */
-function tlsFailure(code: string, what: string): DuoError {
+function tlsFailure(code: string, what: string, pinning: DuoCaPinning): DuoError {
+  if (pinning === 'duo' && UNTRUSTED_ISSUER_CODES.has(code)) {
+    return new DuoError(
+      'duo_tls_pinning_failed',
+      `Duo's TLS certificate was refused in the ${what} (${code}): it does not lead to one of the root CAs Duo pins. With tls.pinning "duo" only Duo's roots and the "ca" option are trusted (not Node's other roots, nor NODE_EXTRA_CA_CERTS). Behind a TLS-inspecting proxy, pass the proxy's CA certificate (PEM) in the "ca" option, or turn pinning off with tls: { pinning: 'system' } (Node's trusted roots; the certificate is still verified). Otherwise check that apiHost / apiBaseUrl names Duo's API host. This is not treated as Duo being down.`,
+    );
+  }
   if (CERTIFICATE_CODE_SET.has(code)) {
     const clock = DATE_CODES.has(code) ? ", and that this server's clock is right (the certificate's dates are checked against it)" : '';
     return new DuoError(

@@ -1,7 +1,7 @@
 export { DuoClient, CLOCK_LEEWAY_SECONDS } from './duo-client.js';
 export { resolveClientConfig, isLoopbackHost } from './config.js';
 export type { DuoTokenChecks } from './duo-client.js';
-export type { DuoClientOptions, ResolvedDuoClientConfig, DuoEndpoints, UsernameMatch } from './config.js';
+export type { DuoClientOptions, ResolvedDuoClientConfig, DuoEndpoints, UsernameMatch, DuoCaPinning, DuoTlsOptions } from './config.js';
 export { DuoError, DuoConfigError, isDuoError, DUO_PROTOCOL_ERROR_CODES } from './errors.js';
 export type { DuoProtocolErrorCode, DuoErrorDetails, DuoTokenCheck } from './errors.js';
 export { generateState, generateNonce } from './random.js';
