@@ -1,41 +1,119 @@
-import { Catch, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import { Catch, Inject, type ArgumentsHost, type ExceptionFilter, type LoggerService } from '@nestjs/common';
 import { HttpAdapterHost, type AbstractHttpAdapter } from '@nestjs/core';
+import { DuoContext } from './duo.context.js';
 import { DuoHttpException, type DuoErrorBody } from './duo.exception.js';
+import {
+  DEFAULT_ERROR_PAGE_TEXTS,
+  RENDER_TIMEOUT_MS,
+  mergeTexts,
+  renderDefaultErrorPage,
+  titleOf,
+  type DuoErrorPageContext,
+  type DuoErrorPageInput,
+  type DuoErrorPageSettings,
+  type DuoErrorPageTextOptions,
+} from './duo-error-page.js';
 import type { DuoRequest } from './duo.options.js';
-import { escapeHtml } from './protocol/html.js';
-import { wantsJson } from './request.util.js';
+import { safeReturnPath, wantsJson } from './request.util.js';
+import { Throttle } from './throttle.js';
 
-const TITLES: Partial<Record<string, string>> = {
-  access_denied: 'Duo denied the sign-in',
-  second_factor_denied: 'Duo denied the sign-in',
-  transaction_expired: 'The sign-in expired',
-  state_unknown: 'This sign-in link is no longer valid',
-  state_invalid: 'This sign-in response is not valid',
-  duo_unavailable: 'Duo is unavailable',
-  duo_overloaded: 'Duo is busy',
-  duo_timeout: 'Duo did not answer in time',
-  duo_rate_limited: 'Duo is busy',
-  duo_tls_failed: 'The connection to Duo is not trusted',
-  session_changed: 'Your session changed during sign-in',
-  primary_auth_required: 'Please sign in first',
-  session_unavailable: 'Your session is unavailable',
-  store_unavailable: 'Sign-in is unavailable',
-};
+/** How often a failing render hook is reported: the first failure, then at most once a minute. */
+const RENDER_FAILURE_LOG_INTERVAL_MS = 60_000;
+const TIMED_OUT = Symbol('timed out');
 
+/**
+ * The HTML pages of one Duo application: the default page with the configured
+ * strings, or the app's render hook, which never turns an error page into a 500.
+ */
+export class DuoErrorPages {
+  readonly #failures = new Throttle(RENDER_FAILURE_LOG_INTERVAL_MS);
 
-/** The short page a browser sees when the second factor could not be passed: what happened and a way to start again. */
-export function renderDuoErrorPage(body: DuoErrorBody, retryPath: string): string {
-  const title = TITLES[body.error] ?? (body.statusCode >= 500 ? 'Duo sign-in is unavailable' : 'The second factor was not passed');
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)}</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1d1d1f}
-h1{font-size:1.4rem}code{background:#f2f2f4;padding:.1rem .3rem;border-radius:4px}a{color:#0b57d0}</style></head>
-<body><main><h1>${escapeHtml(title)}</h1><p>${escapeHtml(body.message)}</p>
-<p><a href="${escapeHtml(retryPath)}">Start again</a></p>
-<p><small>Error code: <code>${escapeHtml(body.error)}</code> (HTTP ${body.statusCode})</small></p></main></body></html>
-`;
+  constructor(
+    private readonly settings: DuoErrorPageSettings,
+    private readonly logger?: LoggerService,
+  ) {}
+
+  /** The page for an exception: a string, or a promise of one (with a render hook) that never rejects. */
+  html(exception: DuoHttpException, request: DuoRequest): string | Promise<string> {
+    const body = exception.getResponse() as DuoErrorBody;
+    const input: DuoErrorPageInput = {
+      code: body.error,
+      status: exception.getStatus(),
+      message: body.message,
+      // Already a safe path where it is made; checked again here, since it goes into an href.
+      retryPath: safeReturnPath(exception.retryPath, this.settings.homePath),
+      homePath: this.settings.homePath,
+    };
+    const texts = this.settings.texts;
+    const renderDefault = (other?: DuoErrorPageTextOptions): string =>
+      renderDefaultErrorPage(input, other === undefined ? texts : mergeTexts(texts, other, 'renderDefault() texts'));
+    const render = this.settings.render;
+    if (!render) return renderDefault();
+    const page: DuoErrorPageContext = Object.freeze({
+      code: input.code,
+      status: input.status,
+      title: titleOf(texts, input.code, input.status),
+      message: texts.messages[input.code] ?? input.message,
+      retryPath: input.retryPath,
+      homePath: input.homePath,
+      ...(exception.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: exception.retryAfterSeconds }),
+      texts,
+      request,
+      renderDefault,
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<typeof TIMED_OUT>((resolve) => {
+      timer = setTimeout(() => resolve(TIMED_OUT), RENDER_TIMEOUT_MS);
+      timer.unref();
+    });
+    const rendered = (async () => render(page))();
+    return Promise.race([rendered, deadline]).then(
+      (html) => {
+        clearTimeout(timer);
+        if (typeof html === 'string' && html.length > 0) return html;
+        this.#failed(input.code, html === TIMED_OUT ? `did not answer within ${RENDER_TIMEOUT_MS} ms` : `returned ${describe(html)}`);
+        return renderDefault();
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        this.#failed(input.code, `threw${error instanceof Error ? ` (${error.name})` : ''}`);
+        return renderDefault();
+      },
+    );
+  }
+
+  #failed(code: string, what: string): void {
+    const suppressed = this.#failures.pass();
+    if (suppressed === undefined) return;
+    const more = suppressed > 0 ? ` (${suppressed} more failure${suppressed === 1 ? '' : 's'} since the last report)` : '';
+    this.logger?.error(
+      `The errorPage.render hook ${what} for a "${code}" page; the default page was sent instead${more}. ` +
+        `Fix the hook: it must return the page's HTML as a non-empty string (or a promise of one) within ${RENDER_TIMEOUT_MS / 1000} s, and not throw.`,
+    );
+  }
 }
+
+/** What a hook returned instead of a page, for the log line (never the value itself). */
+function describe(value: unknown): string {
+  if (value === '') return 'an empty string';
+  if (value === null) return 'null';
+  return typeof value === 'object' ? 'an object' : typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`;
+}
+
+/** The pages of one Duo application, shared by every filter instance (each module that binds the filter has one). */
+const PAGES = new WeakMap<DuoContext, DuoErrorPages>();
+
+function pagesOf(context: DuoContext): DuoErrorPages {
+  let pages = PAGES.get(context);
+  if (!pages) {
+    pages = new DuoErrorPages(context.settings.errorPage, context.logger);
+    PAGES.set(context, pages);
+  }
+  return pages;
+}
+
+/** The default page with the default strings, for answers written without the module's settings. */
+const DEFAULT_PAGES = new DuoErrorPages({ texts: DEFAULT_ERROR_PAGE_TEXTS, homePath: '/' });
 
 /**
  * Answers every DuoHttpException: 303 to Duo or to the login page, JSON for API
@@ -44,13 +122,20 @@ h1{font-size:1.4rem}code{background:#f2f2f4;padding:.1rem .3rem;border-radius:4p
  */
 @Catch(DuoHttpException)
 export class DuoExceptionFilter implements ExceptionFilter<DuoHttpException> {
-  constructor(private readonly adapterHost: HttpAdapterHost) {}
+  readonly #pages: DuoErrorPages;
 
-  catch(exception: DuoHttpException, host: ArgumentsHost): DuoHttpException | void {
+  constructor(
+    private readonly adapterHost: HttpAdapterHost,
+    @Inject(DuoContext) context: DuoContext,
+  ) {
+    this.#pages = pagesOf(context);
+  }
+
+  catch(exception: DuoHttpException, host: ArgumentsHost): DuoHttpException | void | Promise<void> {
     // GraphQL and other transports render errors themselves: hand the exception back.
     if (host.getType() !== 'http') return exception;
     const http = host.switchToHttp();
-    writeDuoAnswer(this.adapterHost.httpAdapter, http.getRequest<DuoRequest>(), http.getResponse<unknown>(), exception);
+    return writeDuoAnswer(this.adapterHost.httpAdapter, http.getRequest<DuoRequest>(), http.getResponse<unknown>(), exception, this.#pages);
   }
 }
 
@@ -74,8 +159,17 @@ export function answeredHere(): Promise<boolean> {
  * Writes the answer for a DuoHttpException through the HTTP adapter: the filter
  * uses it, and so does the guard for the answers it gives itself (the 303 to Duo,
  * the 401 with `location`), which must not depend on the app's exception filters.
+ * `pages` renders the HTML page (the default page with the default strings when
+ * not given: the guard's own answers are never pages). With a render hook the
+ * answer is written once the hook settles: the promise returned never rejects.
  */
-export function writeDuoAnswer(adapter: AbstractHttpAdapter, request: DuoRequest, response: unknown, exception: DuoHttpException): void {
+export function writeDuoAnswer(
+  adapter: AbstractHttpAdapter,
+  request: DuoRequest,
+  response: unknown,
+  exception: DuoHttpException,
+  pages: DuoErrorPages = DEFAULT_PAGES,
+): void | Promise<void> {
   if (adapter.isHeadersSent(response)) {
     adapter.end(response);
     return;
@@ -91,6 +185,16 @@ export function writeDuoAnswer(adapter: AbstractHttpAdapter, request: DuoRequest
     adapter.reply(response, body, exception.getStatus());
     return;
   }
+  const html = pages.html(exception, request);
+  if (typeof html === 'string') return sendPage(adapter, response, html, exception.getStatus());
+  return html.then((page) => {
+    // The connection may have been answered or closed meanwhile (a server timeout, say).
+    if (adapter.isHeadersSent(response)) return;
+    sendPage(adapter, response, page, exception.getStatus());
+  });
+}
+
+function sendPage(adapter: AbstractHttpAdapter, response: unknown, html: string, status: number): void {
   adapter.setHeader(response, 'Content-Type', 'text/html; charset=utf-8');
-  adapter.reply(response, renderDuoErrorPage(body, exception.retryPath), exception.getStatus());
+  adapter.reply(response, html, status);
 }

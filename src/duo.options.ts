@@ -2,6 +2,7 @@ import { checkInteger } from './protocol/config.js';
 import { DuoConfigError, type DuoClientOptions } from './protocol/index.js';
 import type { DuoTransactionStore } from './transaction.store.js';
 import type { DuoEvent } from './duo.events.js';
+import { resolveErrorPageSettings, type DuoErrorPageOptions, type DuoErrorPageSettings } from './duo-error-page.js';
 import { safeReturnPath, type DuoRequest } from './request.util.js';
 
 export type { DuoRequest } from './request.util.js';
@@ -51,6 +52,12 @@ export interface DuoModuleOptions extends DuoClientOptions {
    * request. Default 2000.
    */
   sessionTimeoutMs?: number;
+  /**
+   * The page browsers get for an error (denied, expired, Duo down, ...): your own
+   * layout through `render`, the default page's strings through `texts`, and
+   * its home link (`homePath`, default `/`). API clients always get JSON.
+   */
+  errorPage?: DuoErrorPageOptions;
 }
 
 /** The module options after validation: what the module runs with. */
@@ -67,6 +74,7 @@ export interface DuoSettings {
   readonly getUsername: (request: DuoRequest) => string | undefined | null;
   readonly onEvent?: (event: DuoEvent) => unknown;
   readonly transactionStore?: DuoTransactionStore;
+  readonly errorPage: DuoErrorPageSettings;
 }
 
 /** With fail mode `open`, the shortest `timeoutMs`: a shorter deadline turns a slow Duo into a bypass. */
@@ -76,20 +84,24 @@ export const FAIL_OPEN_MIN_TIMEOUT_MS = 3_000;
  * The one place the module's own options are checked (Duo's credentials and
  * transport are checked by the protocol client's `resolveClientConfig`, which
  * `DuoClient` runs). Every mistake is a `DuoConfigError` naming the option.
+ * An optional string option given as '' (`process.env.X` set but empty) counts
+ * as not given.
  */
 export function resolveDuoSettings(options: DuoModuleOptions): DuoSettings {
   const record = options as unknown as Record<string, unknown>;
-  const failMode = options.failMode ?? 'closed';
+  const failMode = notEmpty(options.failMode) ?? 'closed';
+  const loginPath = notEmpty(options.loginPath);
+  const appName = notEmpty(options.appName);
   if (failMode !== 'closed' && failMode !== 'open') throw new DuoConfigError('Duo option "failMode" must be "closed" or "open".');
   if (failMode === 'open' && options.timeoutMs !== undefined && options.timeoutMs < FAIL_OPEN_MIN_TIMEOUT_MS) {
     throw new DuoConfigError(
       `Duo option "timeoutMs" must be at least ${FAIL_OPEN_MIN_TIMEOUT_MS} with failMode "open": a shorter deadline turns a slow Duo into a bypass.`,
     );
   }
-  if (options.loginPath !== undefined && safeReturnPath(options.loginPath, '') !== options.loginPath) {
+  if (loginPath !== undefined && safeReturnPath(loginPath, '') !== loginPath) {
     throw new DuoConfigError('Duo option "loginPath" must be a path on this site, such as /login.');
   }
-  if (options.appName !== undefined && (typeof options.appName !== 'string' || options.appName.length === 0 || options.appName.length > 256)) {
+  if (appName !== undefined && (typeof appName !== 'string' || appName.length > 256)) {
     throw new DuoConfigError('Duo option "appName" must be a string of 1 to 256 characters.');
   }
   const store = options.transactionStore as Partial<DuoTransactionStore> | null | undefined;
@@ -114,11 +126,17 @@ export function resolveDuoSettings(options: DuoModuleOptions): DuoSettings {
     sessionTimeoutMs: checkInteger(record, 'sessionTimeoutMs', 2000, 100, 60_000),
     checkSessionCookie: options.checkSessionCookie !== false,
     getUsername: options.getUsername ?? defaultGetUsername,
-    ...(options.loginPath === undefined ? {} : { loginPath: options.loginPath }),
-    ...(options.appName === undefined ? {} : { appName: options.appName }),
+    ...(loginPath === undefined ? {} : { loginPath }),
+    ...(appName === undefined ? {} : { appName }),
     ...(options.onEvent === undefined ? {} : { onEvent: options.onEvent }),
     ...(options.transactionStore === undefined ? {} : { transactionStore: options.transactionStore }),
+    errorPage: resolveErrorPageSettings(options.errorPage),
   };
+}
+
+/** An optional string option: '' (an environment variable set but empty) counts as not given. */
+function notEmpty<T>(value: T): T | undefined {
+  return value === '' ? undefined : value;
 }
 
 /** `req.user.username`, else `req.user.email`, else `req.user` when it is a string. */

@@ -26,6 +26,7 @@ export type { DuoCallbackOutcome, SecondFactorResult } from './duo.flow.js';
 export { DuoHttpException } from './duo.exception.js';
 export type { DuoErrorBody } from './duo.exception.js';
 export type { DuoErrorCode } from './duo.errors.js';
+export type { DuoErrorPageOptions, DuoErrorPageContext, DuoErrorPageTexts, DuoErrorPageTextOptions } from './duo-error-page.js';
 export { DuoError, DuoConfigError, isDuoError, expectNoNonce } from './protocol/index.js';
 export type {
   DuoNonce,
