@@ -10,7 +10,9 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Controller, Get, Req, type LoggerService } from '@nestjs/common';
 import session from 'express-session';
-import type { DuoEvent, DuoModuleOptions } from '../src/index.js';
+import { createClient } from 'redis';
+import { RedisTransactionStore, type DuoEvent, type DuoModuleOptions } from '../src/index.js';
+import { DUO_SESSION_KEY } from '../src/duo.constants.js';
 import { DuoContext } from '../src/duo.context.js';
 import { AccountController, CallbackController, PrimaryLoginController, REDIRECT_URI, buildDuoTestApp } from '../test/support/app.js';
 import { serveRpc } from './rpc.js';
@@ -23,6 +25,17 @@ export interface AppProcessConfig {
   fakeClock?: boolean;
   /** Time every request inside the app, from its arrival to the end of the answer (load run). */
   timeRequests?: boolean;
+  /** Keep pending logins in this Redis (RedisTransactionStore, node-redis client) instead of the session (memory benchmark). */
+  redisUrl?: string;
+}
+
+/** One session's pending logins in Redis: the key and its value, and what Redis itself counts for them. */
+export interface RedisFootprint {
+  key: string;
+  keyBytes: number;
+  valueBytes: number;
+  /** MEMORY USAGE of the key (key, value and Redis's own bookkeeping). */
+  memoryUsage: number;
 }
 
 /** Per path: requests answered, and the longest time one spent in the app. */
@@ -120,8 +133,14 @@ function timeRequest(req: Req, res: { once(event: string, listener: () => void):
   });
   next();
 }
+const redis = config.redisUrl === undefined ? undefined : createClient({ url: config.redisUrl, disableOfflineQueue: true });
+if (redis) {
+  redis.on('error', (error: Error) => process.stderr.write(`[app] redis: ${error.message}\n`));
+  await redis.connect();
+}
+const redisStore = redis ? new RedisTransactionStore(redis) : undefined;
 const { app, baseUrl } = await buildDuoTestApp({
-  duo: { redirectUri: REDIRECT_URI, ...config.duo, onEvent } as DuoModuleOptions,
+  duo: { redirectUri: REDIRECT_URI, ...config.duo, onEvent, ...(redisStore ? { transactionStore: redisStore } : {}) } as DuoModuleOptions,
   // In the order of a user's controller: login, logout, account, open, callback.
   controllers: [PrimaryLoginController, AccountController, OpenController, CallbackController],
   bootstrap: 'factory',
@@ -228,6 +247,20 @@ function sessionBytes(sid: string): number {
   return stored === undefined ? -1 : Buffer.byteLength(stored);
 }
 
+/** The Redis key of a session's pending logins (named by the session's binding) and its size. */
+async function redisFootprint(sid: string): Promise<RedisFootprint | null> {
+  if (!redis || !redisStore) throw new Error('redisUrl is not set');
+  const stored = storeSessions()[sid];
+  if (stored === undefined) return null;
+  const binding = (JSON.parse(stored) as Record<string, { binding?: string } | undefined>)[DUO_SESSION_KEY]?.binding;
+  if (typeof binding !== 'string') return null;
+  const key = redisStore.key(binding);
+  const value = await redis.get(key);
+  if (value === null) return null;
+  const memoryUsage = Number(await redis.sendCommand(['MEMORY', 'USAGE', key, 'SAMPLES', '0']));
+  return { key, keyBytes: Buffer.byteLength(key), valueBytes: Buffer.byteLength(value), memoryUsage };
+}
+
 serveRpc(
   { baseUrl } satisfies AppInfo,
   {
@@ -247,6 +280,7 @@ serveRpc(
       return taken;
     },
     sessionJson: (sid: string) => storeSessions()[sid] ?? null,
+    redisFootprint,
     advanceClock: (ms: number) => {
       if (!config.fakeClock) throw new Error('fakeClock is off');
       clockOffsetMs += ms;
@@ -256,5 +290,6 @@ serveRpc(
   async () => {
     clearInterval(sampler);
     await app.close();
+    redis?.destroy();
   },
 );
