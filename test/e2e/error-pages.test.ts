@@ -104,6 +104,38 @@ describe.each(PLATFORMS)('error pages on %s', (adapter) => {
     expect(other.text).toContain('<html lang="de-CH">');
   });
 
+  it('a 5xx code without a title of its own gets unavailableTitle (Duo refusing our credentials, 502)', async () => {
+    const t = await app({ clientSecret: 'Z'.repeat(40), errorPage: { texts: { unavailableTitle: 'Anmeldung nicht verfügbar', fallbackTitle: 'Nicht bestanden' } } });
+    const agent = t.agent();
+    await agent.post('/login').send({ username: 'alice' }).expect(201);
+    const res = await agent.get('/account').set('Accept', 'text/html');
+    expectPageHeaders(res, 502);
+    expect(res.text).toContain('<title>Anmeldung nicht verfügbar</title>');
+    expect(res.text).toContain('<code>duo_invalid_client</code>');
+    expect(res.text).not.toContain('Z'.repeat(40));
+  });
+
+  it('the render hook of a rate-limited Duo (503) gets retryAfterSeconds, and Retry-After is still sent', async () => {
+    const seen: DuoErrorPageContext[] = [];
+    const t = await app({
+      healthCheckCacheSeconds: 0,
+      errorPage: {
+        render: (page) => {
+          seen.push(page);
+          return `<p>${page.code} ${String(page.retryAfterSeconds)}</p>`;
+        },
+      },
+    });
+    emulator.setFailure('rate_limited', { endpoints: ['health'], retryAfter: 30 });
+    const agent = t.agent();
+    await agent.post('/login').send({ username: 'alice' }).expect(201);
+    const res = await agent.get('/account').set('Accept', 'text/html');
+    expectPageHeaders(res, 503);
+    expect(res.headers['retry-after']).toBe('30');
+    expect(res.text).toBe('<p>duo_rate_limited 30</p>');
+    expect(seen[0]).toMatchObject({ code: 'duo_rate_limited', status: 503, title: 'Duo is busy', retryPath: '/account', homePath: '/' });
+  });
+
   it('the render hook renders a denied login in the app\'s layout, with the status and the module\'s headers', async () => {
     const seen: DuoErrorPageContext[] = [];
     const t = await app({
