@@ -26,6 +26,8 @@ export const LONG_BYPASS_TTL_MS = 3_600_000;
 export const FAIL_OPEN_MIN_TIMEOUT_MS = 3_000;
 /** How far behind this process's event loop or thread pool may be before a failed health check is taken for our own overload. */
 export const LOCAL_STALL_MS = 1_000;
+/** `status()` (health probes) asks Duo at most once per this many milliseconds, whatever `healthCheckCacheMs` is. */
+export const PROBE_MIN_INTERVAL_MS = 5_000;
 
 /**
  * How far behind this process is, in ms: one turn of the event loop and one
@@ -40,6 +42,29 @@ async function localStall(): Promise<number> {
   const pool = new Promise<number>((resolve) => randomBytes(16, () => resolve(since())));
   const cap = new Promise<number>((resolve) => setTimeout(() => resolve(2_000), 2_000).unref());
   return Math.max(await Promise.race([loop, cap]), await Promise.race([pool, cap]));
+}
+
+/**
+ * Duo's health as probes and dashboards see it (`DuoService.status()`): the
+ * last health check's outcome and whether fail-open bypasses are running. No
+ * secret and no text from Duo: a code at most.
+ */
+export interface DuoStatus {
+  /** Duo passed the last health check. */
+  reachable: boolean;
+  /** When that health check ended, in milliseconds since the epoch. */
+  checkedAt: number;
+  /** Duo's clock minus ours, in seconds, from the last health check that passed (absent before one has). */
+  clockOffsetSeconds?: number;
+  /** The offset is beyond `clockSkewWarningSeconds`: Duo's tokens will be refused until the clock is fixed (NTP). */
+  clockSkewed: boolean;
+  /** Why the last health check failed: its code (`duo_unavailable`, `duo_timeout`, ...). */
+  error?: string;
+  failMode: 'closed' | 'open';
+  /** Fail mode `open` let a user through without Duo in this process, and that bypass still runs (`bypassTtlSeconds`). */
+  bypassing: boolean;
+  /** Until when the last bypass granted in this process runs, in milliseconds since the epoch (absent when none ran). */
+  bypassingUntil?: number;
 }
 
 /** What DuoHealth needs of the protocol client (`DuoClient` has it). */
@@ -109,6 +134,12 @@ export class DuoHealth {
   readonly #open: boolean;
 
   #cache?: { until: number; result?: DuoHealthCheckResult; error?: DuoError<string> };
+  /** The last health check that completed, whether it was cached or not. */
+  #last?: { at: number; result?: DuoHealthCheckResult; error?: DuoError<string> };
+  /** The last healthy answer. */
+  #lastHealthy?: DuoHealthCheckResult;
+  /** Until when the last fail-open bypass granted runs. */
+  #bypassUntil?: number;
   #inFlight?: Promise<DuoHealthCheckResult>;
   #everHealthy = false;
   /** The last completed health check failed with a fail-open code (a failure streak is running). */
@@ -223,6 +254,42 @@ export class DuoHealth {
     this.#streak = false;
   }
 
+  /** Fail mode `open` let a user through, until `until` (ms since the epoch): `status()` reports bypasses running until then. */
+  recordBypass(until: number): void {
+    if (this.#bypassUntil === undefined || until > this.#bypassUntil) this.#bypassUntil = until;
+  }
+
+  /**
+   * Duo's health for probes: the cached health check (`check()`), and never
+   * more than one call to Duo per PROBE_MIN_INTERVAL_MS (5 s) even with
+   * `healthCheckCacheMs` 0, so that a probe every second does not hammer Duo.
+   * Never rejects.
+   */
+  async status(): Promise<DuoStatus> {
+    const last = this.#last;
+    if (last === undefined || this.#now() - last.at >= PROBE_MIN_INTERVAL_MS) {
+      try {
+        await this.check();
+      } catch {
+        // Recorded in #last, and logged, by #failed.
+      }
+    }
+    const now = this.#now();
+    const { at, result, error } = this.#last ?? { at: now, error: new DuoError('duo_upstream_invalid', 'No health check has completed.') };
+    const healthy = result ?? this.#lastHealthy;
+    const bypassUntil = this.#bypassUntil;
+    return {
+      reachable: result !== undefined,
+      checkedAt: at,
+      ...(healthy === undefined ? {} : { clockOffsetSeconds: healthy.clockOffsetSeconds }),
+      clockSkewed: healthy?.clockSkewWarning !== undefined,
+      ...(error === undefined ? {} : { error: error.code }),
+      failMode: this.#open ? 'open' : 'closed',
+      bypassing: bypassUntil !== undefined && bypassUntil > now,
+      ...(bypassUntil === undefined ? {} : { bypassingUntil: bypassUntil }),
+    };
+  }
+
   /**
    * Once, at application bootstrap. Fail mode `closed`: nothing (no call, no
    * line). Fail mode `open`: a warning that users get in without a second factor
@@ -275,6 +342,8 @@ export class DuoHealth {
 
   #passed(result: DuoHealthCheckResult): void {
     this.#cache = { until: this.#now() + this.#settings.healthCheckCacheMs, result };
+    this.#last = { at: this.#now(), result };
+    this.#lastHealthy = result;
     this.#everHealthy = true;
     this.#streak = false;
     if (this.#failing) {
@@ -287,6 +356,7 @@ export class DuoHealth {
 
   #failed(error: DuoError<string>): void {
     const failOpen = FAIL_OPEN_CODES.has(error.code);
+    this.#last = { at: this.#now(), error };
     // Our own full cap says nothing about Duo: neither remembered nor part of a streak.
     if (error.code !== 'duo_overloaded') {
       if (failOpen && this.#streak) this.#confirmed.add(error);

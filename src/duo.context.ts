@@ -1,10 +1,12 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { inspect, type InspectOptions } from 'node:util';
-import { DuoHealth } from './duo-health.js';
+import { DuoHealth, type DuoHealthClient, type DuoStatus } from './duo-health.js';
 import { DuoEventBus } from './duo.events.js';
 import { DUO_MODULE_OPTIONS } from './duo.module-definition.js';
 import { resolveDuoSettings, type DuoModuleOptions, type DuoSettings } from './duo.options.js';
-import { DuoClient, type DuoHealthCheckResult } from './protocol/index.js';
+import { DuoClient, type DuoHealthCheckResult, type DuoIdTokenClaims, type DuoNonce, type DuoTokenChecks } from './protocol/index.js';
+import { RedisTransactionStore } from './redis-transaction.store.js';
+import { DuoTelemetry, resolveTelemetryOptions } from './telemetry.js';
 import { SessionTransactionStore, type DuoTransactionStore } from './transaction.store.js';
 
 /**
@@ -27,13 +29,20 @@ export class DuoContext implements OnApplicationBootstrap, OnModuleDestroy {
   readonly callbackPath: string;
   /** Duo's clock minus ours, from the last health check that answered. */
   clockOffsetSeconds = 0;
+  /** The OpenTelemetry instruments; undefined without `@opentelemetry/api` (or with `telemetry.enabled` false). */
+  readonly telemetry: DuoTelemetry | undefined;
 
   constructor(@Inject(DUO_MODULE_OPTIONS) options: DuoModuleOptions) {
     this.client = new DuoClient(options);
     this.settings = resolveDuoSettings(options);
+    const telemetrySettings = resolveTelemetryOptions(options.telemetry);
     hideSecrets(options, this.client.config.proxy);
+    const telemetry = DuoTelemetry.create(telemetrySettings, { baseUrl: this.client.config.baseUrl }, this.logger);
+    this.telemetry = telemetry;
+    const client = this.client;
+    const healthClient: DuoHealthClient = telemetry ? { healthCheck: () => telemetry.duoCall('health_check', undefined, () => client.healthCheck()) } : client;
     this.health = new DuoHealth(
-      this.client,
+      healthClient,
       {
         failMode: this.settings.failMode,
         healthCheckCacheMs: this.settings.healthCheckCacheMs,
@@ -42,7 +51,8 @@ export class DuoContext implements OnApplicationBootstrap, OnModuleDestroy {
       },
       this.logger,
     );
-    this.store = this.settings.transactionStore ?? new SessionTransactionStore();
+    const store = this.settings.transactionStore ?? new SessionTransactionStore();
+    this.store = telemetry ? telemetry.wrapStore(store, storeSystem(store)) : store;
     this.events = new DuoEventBus(this.settings.onEvent, this.logger);
     this.callbackPath = new URL(this.client.config.redirectUri).pathname;
     this.application = `${this.client.config.clientId}@${new URL(this.client.config.baseUrl).host}`;
@@ -51,6 +61,20 @@ export class DuoContext implements OnApplicationBootstrap, OnModuleDestroy {
   /** A health check, cached: healthy answers for `healthCheckCacheSeconds`, failures for 5 s; concurrent callers share one call. */
   async cachedHealthCheck(): Promise<DuoHealthCheckResult> {
     return this.remember(await this.health.check());
+  }
+
+  /** Duo's health for probes (cached; at most one call to Duo per 5 s), keeping the clock offset it measured. */
+  async status(): Promise<DuoStatus> {
+    const status = await this.health.status();
+    if (status.reachable && status.clockOffsetSeconds !== undefined) this.clockOffsetSeconds = status.clockOffsetSeconds;
+    return status;
+  }
+
+  /** The code exchange (Duo's token call), traced and measured when telemetry is on. */
+  exchangeAuthorizationCode(code: string, username: string, nonce: DuoNonce, checks?: DuoTokenChecks): Promise<DuoIdTokenClaims> {
+    const telemetry = this.telemetry;
+    if (!telemetry) return this.client.exchangeAuthorizationCode(code, username, nonce, checks);
+    return telemetry.duoCall('token', username, () => this.client.exchangeAuthorizationCode(code, username, nonce, checks));
   }
 
   /** Keeps the clock offset a health check measured. */
@@ -72,6 +96,13 @@ export class DuoContext implements OnApplicationBootstrap, OnModuleDestroy {
   toJSON(): Record<string, unknown> {
     return { application: this.application, callbackPath: this.callbackPath };
   }
+}
+
+/** The store's kind, for the `db.system.name` attribute: `session`, `redis`, or `custom` for an app's own. */
+function storeSystem(store: DuoTransactionStore): string {
+  if (store instanceof SessionTransactionStore) return 'session';
+  if (store instanceof RedisTransactionStore) return 'redis';
+  return 'custom';
 }
 
 /**

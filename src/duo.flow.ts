@@ -83,6 +83,20 @@ export class DuoFlow {
    * unavailable, marks the session bypassed instead (never for step-up).
    */
   async start(request: DuoRequest, username: string, returnTo: string, maxAge?: number): Promise<SecondFactorStart> {
+    const telemetry = this.context.telemetry;
+    if (!telemetry) return this.#start(request, username, returnTo, maxAge);
+    try {
+      const start = await this.#start(request, username, returnTo, maxAge);
+      if (start.kind === 'bypass') telemetry.bypassed(start.reason);
+      else telemetry.promptStarted(maxAge !== undefined);
+      return start;
+    } catch (error) {
+      telemetry.promptRefused(error);
+      throw error;
+    }
+  }
+
+  async #start(request: DuoRequest, username: string, returnTo: string, maxAge?: number): Promise<SecondFactorStart> {
     const { context } = this;
     const { settings } = context;
     const session = SecondFactorSession.of(request);
@@ -94,6 +108,7 @@ export class DuoFlow {
       if (maxAge === undefined && (await context.health.mayFailOpen(duoError))) {
         const now = Date.now();
         session.markBypassed({ username, app: context.application, at: now, until: now + settings.bypassTtlMs, reason: duoError.code as DuoErrorCode });
+        context.health.recordBypass(now + settings.bypassTtlMs);
         context.logger.warn(`Fail mode "open": user "${printable(username)}" let through WITHOUT a second factor because Duo is unavailable (${duoError.code}).`);
         context.events.emit({ type: 'second_factor_bypassed', at: now, username, reason: duoError.code as DuoErrorCode });
         return { kind: 'bypass', reason: duoError.code as DuoErrorCode };
@@ -178,7 +193,7 @@ export class DuoFlow {
       }
       const code = duoCode.value ?? plainCode.value;
       if (code === undefined || code.length === 0) throw new DuoError<DuoErrorCode>('input_invalid', 'The callback has no authorization code (duo_code).');
-      const claims = await context.client.exchangeAuthorizationCode(
+      const claims = await context.exchangeAuthorizationCode(
         code,
         transaction.username,
         transaction.nonce,
@@ -188,6 +203,7 @@ export class DuoFlow {
       context.health.markAnswered();
       const result: SecondFactorResult = { username: transaction.username, returnTo: transaction.returnTo, verified: this.#marker(transaction, claims), claims };
       await this.#record(session, transaction, result);
+      context.telemetry?.passed();
       return { returnTo: result.returnTo, reload: false, result };
     } catch (error) {
       if (error instanceof DuoHttpException) throw error;
@@ -238,8 +254,10 @@ export class DuoFlow {
    * those are reported at most once per 10 s, with the count of the ones left out.
    */
   #callbackFailed(error: DuoError<string>, username: string | undefined): void {
-    const { events, logger } = this.context;
+    const { events, logger, telemetry } = this.context;
     const at = Date.now();
+    // Metrics count every refusal; the events and the log below are throttled for anonymous ones.
+    telemetry?.callbackFailed(error.code);
     if (username) {
       events.emit({ type: 'second_factor_failed', at, code: error.code as DuoErrorCode, username });
       logger.warn(`Duo callback refused for user "${printable(username)}": ${error.code}.`);

@@ -52,6 +52,8 @@ export interface DuoModuleOptions extends DuoClientOptions {
    * request. Default 2000.
    */
   sessionTimeoutMs?: number;
+  /** OpenTelemetry metrics and spans through the optional `@opentelemetry/api` (see the README's Telemetry section). */
+  telemetry?: import('./telemetry.js').DuoTelemetryOptions;
   /**
    * The page browsers get for an error (denied, expired, Duo down, ...): your own
    * layout through `render`, the default page's strings through `texts`, and

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { Observable } from 'rxjs';
+import type { DuoStatus } from './duo-health.js';
 import { DuoContext } from './duo.context.js';
 import type { DuoEvent } from './duo.events.js';
 import { DuoFlow } from './duo.flow.js';
@@ -37,6 +38,17 @@ export class DuoService {
     return this.context.application;
   }
 
+  /**
+   * Duo's health for probes and dashboards: whether Duo passed the last health
+   * check, the clock offset, the fail mode and whether fail-open bypasses are
+   * running. Cached: asks Duo at most once per `healthCheckCacheSeconds` (and
+   * never more than once per 5 s), so a probe every second does not hammer Duo.
+   * Never rejects. (`healthCheck()` is the fresh call.)
+   */
+  status(): Promise<DuoStatus> {
+    return this.context.status();
+  }
+
   // ---- Duo's Web SDK v4 workflow, by its names ----
 
   /** Asks Duo whether it can take a login now (a fresh call); warns when this server's clock is off. */
@@ -63,7 +75,7 @@ export class DuoService {
 
   /** The verified claims for Duo's code. `nonce` is the one sent with the login, or `expectNoNonce`, explicitly. */
   exchangeAuthorizationCodeFor2FAResult(code: string, username: string, nonce: DuoNonce, checks?: DuoTokenChecks): Promise<DuoIdTokenClaims> {
-    return this.context.client.exchangeAuthorizationCode(code, username, nonce, checks);
+    return this.context.exchangeAuthorizationCode(code, username, nonce, checks);
   }
 
   // ---- What the current session has passed ----

@@ -5,10 +5,12 @@
 export { DuoModule } from './duo.module.js';
 export { DUO_MODULE_OPTIONS } from './duo.module-definition.js';
 export type { DuoModuleOptions, DuoFailMode, DuoRequest } from './duo.options.js';
+export type { DuoTelemetryOptions } from './telemetry.js';
 
 // The service (Duo's SDK workflow, verification, events)
 export { DuoService } from './duo.service.js';
 export type { DuoEvent, DuoPromptStartedEvent, DuoPassedEvent, DuoFailedEvent, DuoBypassedEvent } from './duo.events.js';
+export type { DuoStatus } from './duo-health.js';
 export type { VerifiedMarker, BypassMarker, DuoSessionData } from './second-factor.session.js';
 
 // Protecting routes

@@ -16,6 +16,7 @@ import {
   Post,
   Req,
   type ArgumentsHost,
+  type DynamicModule,
   type ExceptionFilter,
   type INestApplication,
   type LoggerService,
@@ -239,6 +240,8 @@ export interface DuoTestAppOptions {
   adapter?: Platform;
   /** Default MINIMAL_CONTROLLERS. */
   controllers?: Type[];
+  /** More modules for the app module to import (a health module, ...). */
+  imports?: Array<Type | DynamicModule>;
   /** Bind SecondFactorGuard with APP_GUARD. */
   globalGuard?: boolean;
   logger?: LoggerService;
@@ -271,7 +274,7 @@ const SESSION_SECRET = 'test-session-secret-that-is-long-enough-for-fastify';
  */
 export async function buildDuoTestApp(options: DuoTestAppOptions): Promise<DuoTestApp> {
   @Module({
-    imports: [DuoModule.forRoot({ ...options.duo, isGlobal: true })],
+    imports: [DuoModule.forRoot({ ...options.duo, isGlobal: true }), ...(options.imports ?? [])],
     controllers: options.controllers ?? MINIMAL_CONTROLLERS,
     providers: options.globalGuard ? [{ provide: APP_GUARD, useClass: SecondFactorGuard }] : [],
   })

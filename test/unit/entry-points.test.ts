@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import * as protocol from '../../src/protocol/index.js';
 import * as root from '../../src/index.js';
+import * as terminus from '../../src/terminus/index.js';
 
 const ROOT = [
   'DUO_MODULE_OPTIONS',
@@ -47,8 +48,12 @@ describe('entry points', () => {
     expect(root.DuoError).toBe(protocol.DuoError);
   });
 
-  it('package.json exports the three entry points and its own manifest', () => {
+  it('nestjs-duo/terminus has the health indicator only', () => {
+    expect(Object.keys(terminus)).toEqual(['DuoHealthIndicator']);
+  });
+
+  it('package.json exports the four entry points and its own manifest', () => {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { exports: Record<string, unknown> };
-    expect(Object.keys(pkg.exports).sort()).toEqual(['.', './package.json', './protocol', './testing']);
+    expect(Object.keys(pkg.exports).sort()).toEqual(['.', './package.json', './protocol', './terminus', './testing']);
   });
 });
