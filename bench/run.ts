@@ -23,8 +23,8 @@ const started = Date.now();
 log(`${new Date().toISOString()} ${machine}; load average ${load()}${quick ? '; QUICK mode' : ''}`);
 
 if (only.has('1')) {
-  rows.push(await benchAuthUrl(quick ? { rounds: 4, roundMs: 250 } : {}));
-  rows.push(await benchAuthUrl(quick ? { rounds: 4, roundMs: 250, concurrency: 16 } : { concurrency: 16 }));
+  rows.push(...(await benchAuthUrl(quick ? { rounds: 4, roundMs: 250 } : {})));
+  rows.push(...(await benchAuthUrl(quick ? { rounds: 4, roundMs: 250, concurrency: 16 } : { concurrency: 16 })));
 }
 if (only.has('2')) rows.push(...(await benchExchange(quick ? { rounds: 2, batch: 100 } : {})));
 if (only.has('3')) rows.push(...(await benchGuard(quick ? { rounds: 2, seconds: 1 } : {})));
