@@ -27,6 +27,10 @@ describe('HsKey', () => {
     }
     expect(JSON.stringify(key)).toBe('"[HsKey]"');
     expect(inspect(key)).toBe('[HsKey]');
+    // The signing KeyObject and the CryptoKey are private fields: no property, no clone, no spread shows them.
+    expect(Object.getOwnPropertyNames(key)).toEqual([]);
+    expect(structuredClone(key)).toEqual({});
+    expect({ ...key }).toEqual({});
   });
 
   it('is a non-extractable HMAC SHA-512 key', async () => {
