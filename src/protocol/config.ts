@@ -132,16 +132,15 @@ const WHERE_FROM = {
   apiBaseUrl: 'it is only for the Duo emulator or a test double (leave it out for real Duo: apiHost is used)',
 } as const;
 
+type RequiredOption = 'clientId' | 'clientSecret' | 'apiHost' | 'redirectUri';
+
 /** The env variable names the README and the sample use, for the "is empty" message. */
-const ENV_NAMES: Record<keyof typeof WHERE_FROM, string> = {
+const ENV_NAMES: Record<RequiredOption, string> = {
   clientId: 'DUO_CLIENT_ID',
   clientSecret: 'DUO_CLIENT_SECRET',
   apiHost: 'DUO_API_HOST',
   redirectUri: 'DUO_REDIRECT_URI',
-  apiBaseUrl: 'DUO_API_BASE_URL',
 };
-
-type Sourced = keyof typeof WHERE_FROM;
 
 function fail(option: string, problem: string): never {
   throw new DuoConfigError(`Duo option "${option}" ${problem}`);
@@ -155,7 +154,7 @@ function kindOf(value: unknown): string {
 }
 
 /** A required string option: missing, empty (an env variable set to nothing) and non-strings each say so, and where the value comes from. */
-function requireString(options: Record<string, unknown>, option: Sourced): string {
+function requireString(options: Record<string, unknown>, option: RequiredOption): string {
   const value = options[option];
   if (value === undefined || value === null) fail(option, `is missing: ${WHERE_FROM[option]}.`);
   if (value === '') {
@@ -170,10 +169,10 @@ function requireString(options: Record<string, unknown>, option: Sourced): strin
  * set but empty, `proxy: process.env.HTTPS_PROXY`), it is not given. Anything
  * else must be a string.
  */
-function optionalString(options: Record<string, unknown>, option: string, hint = ''): string | undefined {
+function optionalString(options: Record<string, unknown>, option: string, hint = '', name = option): string | undefined {
   const value = options[option];
   if (value === undefined || value === '') return undefined;
-  if (typeof value !== 'string') fail(option, `must be a string, not ${kindOf(value)}${hint}.`);
+  if (typeof value !== 'string') fail(name, `must be a string, not ${kindOf(value)}${hint}.`);
   return value;
 }
 
@@ -287,7 +286,7 @@ function resolvePinning(options: Record<string, unknown>, base: URL): DuoCaPinni
   if (tls !== undefined) {
     if (tls === null || typeof tls !== 'object' || Array.isArray(tls)) fail('tls', `must be an object such as { pinning: 'system' }, not ${kindOf(tls)}.`);
     for (const key of Object.keys(tls)) if (!TLS_KEYS.has(key)) fail(`tls.${key}`, 'is not an option of "tls" (it has "pinning" only).');
-    pinning = optionalString(tls as Record<string, unknown>, 'pinning', ': "duo" or "system"') as string | undefined;
+    pinning = optionalString(tls as Record<string, unknown>, 'pinning', ': "duo" or "system"', 'tls.pinning');
     if (pinning !== undefined && pinning !== 'duo' && pinning !== 'system') {
       fail('tls.pinning', 'must be "duo" (trust only the root CAs Duo\'s SDKs pin) or "system" (Node\'s trusted roots; the certificate is still verified).');
     }
