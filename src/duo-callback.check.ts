@@ -24,13 +24,15 @@ export class DuoCallbackRouteCheck implements OnApplicationBootstrap {
   ) {}
 
   onApplicationBootstrap(): void {
+    if (!this.duo.settings.checkCallbackRoute) return;
     const expected = normalise(this.duo.callbackPath);
     const routes = this.callbackRoutes();
     if (routes.some((route) => expected === route || expected.endsWith(route))) return;
     const found = routes.length === 0 ? 'there is no @DuoCallback() route at all' : `@DuoCallback() routes are at ${routes.join(', ')}`;
     this.#logger.error(
       `Duo sends users back to the redirect URI's path ${expected}, but ${found}: they would land on a 404 after Duo. ` +
-        `Put @DuoCallback() on a GET handler at ${expected}, or set redirectUri to the route's URL (and register it in the Duo Admin Panel).`,
+        `Put @DuoCallback() on a GET handler at ${expected}, or set redirectUri to the route's URL (and register it in the Duo Admin Panel). ` +
+        'An app that handles the callback itself with DuoService sets checkCallbackRoute: false.',
     );
   }
 

@@ -4,6 +4,7 @@ import type { DuoTransactionStore } from './transaction.store.js';
 import type { DuoEvent } from './duo.events.js';
 import { resolveErrorPageSettings, type DuoErrorPageOptions, type DuoErrorPageSettings } from './duo-error-page.js';
 import { safeReturnPath, type DuoRequest } from './request.util.js';
+import { resolvePromptLimits, type DuoPromptLimitOptions, type PromptLimitSettings } from './prompt-limits.js';
 
 export type { DuoRequest } from './request.util.js';
 
@@ -47,6 +48,12 @@ export interface DuoModuleOptions extends DuoClientOptions {
   /** Warn, at the first protected request, about session cookie settings that break or weaken the flow. Default true. */
   checkSessionCookie?: boolean;
   /**
+   * Report at startup (an error log line) when no `@DuoCallback()` route serves
+   * the redirect URI's path. Default true; `false` for an app that handles Duo's
+   * callback itself with `DuoService`.
+   */
+  checkCallbackRoute?: boolean;
+  /**
    * Deadline of each session-store call the callback makes (reload, regenerate,
    * save), in milliseconds: a hung store answers 503 instead of holding the
    * request. Default 2000.
@@ -60,6 +67,14 @@ export interface DuoModuleOptions extends DuoClientOptions {
    * its home link (`homePath`, default `/`). API clients always get JSON.
    */
   errorPage?: DuoErrorPageOptions;
+  /**
+   * Push-flood protection: prompt starts per user and per client IP, and failed
+   * callbacks per user, each in a window. On by default (10 prompts per user and
+   * 60 per IP in 10 minutes; 5 failed callbacks in 15 minutes stop prompts for
+   * that user until the window ends); `false` turns them off. Shared by every
+   * instance when the transaction store keeps counts (RedisTransactionStore).
+   */
+  promptLimits?: DuoPromptLimitOptions | false;
 }
 
 /** The module options after validation: what the module runs with. */
@@ -73,10 +88,13 @@ export interface DuoSettings {
   readonly loginPath?: string;
   readonly appName?: string;
   readonly checkSessionCookie: boolean;
+  readonly checkCallbackRoute: boolean;
   readonly getUsername: (request: DuoRequest) => string | undefined | null;
   readonly onEvent?: (event: DuoEvent) => unknown;
   readonly transactionStore?: DuoTransactionStore;
   readonly errorPage: DuoErrorPageSettings;
+  /** Undefined when every limit is off. */
+  readonly promptLimits: PromptLimitSettings | undefined;
 }
 
 /** With fail mode `open`, the shortest `timeoutMs`: a shorter deadline turns a slow Duo into a bypass. */
@@ -116,8 +134,8 @@ export function resolveDuoSettings(options: DuoModuleOptions): DuoSettings {
   if (options.onEvent !== undefined && typeof options.onEvent !== 'function') {
     throw new DuoConfigError('Duo option "onEvent" must be a function.');
   }
-  if (options.checkSessionCookie !== undefined && typeof options.checkSessionCookie !== 'boolean') {
-    throw new DuoConfigError('Duo option "checkSessionCookie" must be true or false.');
+  for (const flag of ['checkSessionCookie', 'checkCallbackRoute'] as const) {
+    if (options[flag] !== undefined && typeof options[flag] !== 'boolean') throw new DuoConfigError(`Duo option "${flag}" must be true or false.`);
   }
   return {
     failMode,
@@ -127,12 +145,14 @@ export function resolveDuoSettings(options: DuoModuleOptions): DuoSettings {
     bypassTtlMs: checkInteger(record, 'bypassTtlSeconds', 300, 1, 86_400) * 1000,
     sessionTimeoutMs: checkInteger(record, 'sessionTimeoutMs', 2000, 100, 60_000),
     checkSessionCookie: options.checkSessionCookie !== false,
+    checkCallbackRoute: options.checkCallbackRoute !== false,
     getUsername: options.getUsername ?? defaultGetUsername,
     ...(loginPath === undefined ? {} : { loginPath }),
     ...(appName === undefined ? {} : { appName }),
     ...(options.onEvent === undefined ? {} : { onEvent: options.onEvent }),
     ...(options.transactionStore === undefined ? {} : { transactionStore: options.transactionStore }),
     errorPage: resolveErrorPageSettings(options.errorPage),
+    promptLimits: resolvePromptLimits(options.promptLimits),
   };
 }
 

@@ -254,6 +254,10 @@ describe.each(PLATFORMS)('hardening on %s', (adapter) => {
     // Behind a proxy that adds a prefix, the route's path ends the redirect URI's path: no error.
     const proxied = await app({ duo: { redirectUri: 'http://localhost/app/duo/callback' } });
     expect(errors(proxied)).toEqual([]);
+    // An app that handles the callback itself with DuoService turns the check off.
+    const own = await app({ noCallbackRoute: true, duo: { checkCallbackRoute: false } });
+    expect(errors(own)).toEqual([]);
+    expect(errors(missing).join('\n')).toMatch(/handles the callback itself with DuoService sets checkCallbackRoute: false/);
   });
 
   it('warns about a session cookie without SameSite, also when it is null (Fastify spells it so)', async () => {

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { resolveDuoSettings, type DuoModuleOptions } from '../../src/duo.options.js';
+import { DuoConfigError } from '../../src/protocol/index.js';
+
+const base: DuoModuleOptions = {
+  clientId: 'DIXXXXXXXXXXXXXXXXXX',
+  clientSecret: 'x'.repeat(40),
+  apiHost: 'api-xxxxxxxx.duosecurity.com',
+  redirectUri: 'https://app.example.com/duo/callback',
+};
+
+describe('resolveDuoSettings: the module options of its own', () => {
+  it('checks both startup checks are on by default, and off with false', () => {
+    expect(resolveDuoSettings(base)).toMatchObject({ checkSessionCookie: true, checkCallbackRoute: true });
+    expect(resolveDuoSettings({ ...base, checkSessionCookie: false, checkCallbackRoute: false })).toMatchObject({ checkSessionCookie: false, checkCallbackRoute: false });
+  });
+
+  it('names a flag that is not a boolean', () => {
+    expect(() => resolveDuoSettings({ ...base, checkCallbackRoute: 'no' as never })).toThrow(new DuoConfigError('Duo option "checkCallbackRoute" must be true or false.'));
+    expect(() => resolveDuoSettings({ ...base, checkSessionCookie: 0 as never })).toThrow(/"checkSessionCookie" must be true or false/);
+  });
+
+  it('limits prompts by default, and takes promptLimits: false as off', () => {
+    expect(resolveDuoSettings(base).promptLimits?.perUser).toEqual({ max: 10, windowSeconds: 600 });
+    expect(resolveDuoSettings({ ...base, promptLimits: false }).promptLimits).toBeUndefined();
+    expect(() => resolveDuoSettings({ ...base, promptLimits: { perIp: { max: -1, windowSeconds: 60 } } })).toThrow(/"promptLimits\.perIp\.max"/);
+  });
+});
