@@ -38,53 +38,58 @@ export interface DuoFactorDescription {
 /**
  * Each factor name, the words a user knows it by, and Duo's raw values.
  *
- * Sources (Admin API authentication log = duo.com/docs/adminapi#authentication-logs):
- * - `duo_push`, `phone_call`, `passcode`, `sms_passcode`, `hardware_token`,
- *   `yubikey_passcode`, `digipass_go_7_token`, `duo_mobile_passcode`,
- *   `bypass_code`, `u2f_token`: the log's documented `factor` values, as copied
- *   in panther-labs/panther internal/log_analysis/log_processor/parsers/duologs/authentication.go
- *   (c7564cdd1fd8179e8b93d1fc017254d4cc7e9f30).
- * - `yubikey_code`: the log's `factors` filter values ("Duo Admin API 2024-09-17"),
- *   rapid7/insightconnect-plugins plugins/duo_admin/komand_duo_admin/util/constants.py
- *   (4d897d044a7e2377cf77e342977af9f655dd8956). The filter says `yubikey_code`
- *   where the field description says `yubikey_passcode`: both are accepted.
- * - `duo_push` in an id_token: duosecurity/duo_universal_csharp DuoUniversal.Tests/TestBase.cs
- *   (ec8abecf07ba86ea31c198fa5268d1a87415ec6f).
- * - `WebAuthn Security Key`: the Universal Prompt's own name for the factor
- *   (venth/aws-adfs aws_adfs/consts.py, 6d243e76af89ef4d71894d2932075530c3c9f27d);
- *   `WebAuthn Credential` and `webauthn_credential`: the traditional prompt's
- *   factor and device names (same repository, aws_adfs/_duo_authenticator.py and
- *   _duo_universal_prompt_authenticator.py). Duo's log documentation names no
- *   WebAuthn value beyond `u2f_token`, so these are the spellings Duo's prompt
- *   uses, not a documented `auth_context.factor`. Confirm against a real
- *   id_token before relying on `webauthn` alone.
- * - `verified_duo_push`: Verified Duo Push (a push with a code typed in).
- *   Seen only in third-party data; accepted as a push, which it is.
- * - Plain `passcode` is the log's unspecific passcode; it is counted as
- *   `passcode` (Duo Mobile), never as a hardware token or a bypass code.
+ * Sources. The Admin API authentication log's `factors` filter
+ * (duo.com/docs/adminapi#authentication-logs), as copied with Duo's own
+ * descriptions in JohnDuprey/DuoSecurity Docs/Get-DuoAuthLog.md
+ * (f989e8e434f8e859c50662b99ef8e3febb6d5dd6): every value below except
+ * `yubikey_passcode` and `verified_duo_push`. The log's `factor` field
+ * description (panther-labs/panther internal/log_analysis/log_processor/parsers/duologs/authentication.go,
+ * c7564cdd1fd8179e8b93d1fc017254d4cc7e9f30) spells the YubiKey OTP
+ * `yubikey_passcode` where the filter says `yubikey_code`: both are accepted.
+ * `duo_push` in an id_token: duosecurity/duo_universal_csharp
+ * DuoUniversal.Tests/TestBase.cs (ec8abecf07ba86ea31c198fa5268d1a87415ec6f).
+ * `verified_duo_push` (a push with a code typed in) is in no Duo list, only in
+ * third-party data; it is a push, and accepted as one.
+ *
+ * The WebAuthn values are Duo's display names with capitals and spaces, unlike
+ * the rest; the Universal Prompt's own factor names are of that kind too
+ * ("Duo Push", "Passcode", "Phone Call", "WebAuthn Security Key":
+ * venth/aws-adfs aws_adfs/consts.py, 6d243e76af89ef4d71894d2932075530c3c9f27d).
+ * `webauthn_credential` is the prompt's device id for a WebAuthn login
+ * (same repository), not a factor value, and does not match.
  */
 export const DUO_FACTORS: Readonly<Record<DuoFactor, DuoFactorDescription>> = Object.freeze({
-  webauthn: { label: 'a security key or passkey (WebAuthn)', raw: Object.freeze(['WebAuthn Security Key', 'WebAuthn Credential', 'webauthn_credential', 'u2f_token']) },
+  webauthn: { label: 'a security key or passkey (WebAuthn)', raw: Object.freeze(['WebAuthn Security Key', 'WebAuthn Chrome Touch ID', 'WebAuthn Credential', 'u2f_token']) },
   push: { label: 'Duo Push', raw: Object.freeze(['duo_push', 'verified_duo_push']) },
-  passcode: { label: 'a passcode from Duo Mobile', raw: Object.freeze(['duo_mobile_passcode', 'passcode']) },
+  passcode: { label: 'a passcode from Duo Mobile', raw: Object.freeze(['duo_mobile_passcode']) },
   sms: { label: 'a passcode sent by text message (SMS)', raw: Object.freeze(['sms_passcode']) },
   phone: { label: 'a phone call from Duo', raw: Object.freeze(['phone_call']) },
-  hardware_token: { label: 'a hardware token', raw: Object.freeze(['hardware_token', 'yubikey_passcode', 'yubikey_code', 'digipass_go_7_token']) },
+  hardware_token: { label: 'a hardware token', raw: Object.freeze(['hardware_token', 'yubikey_code', 'yubikey_passcode', 'digipass_go_7_token']) },
   bypass_code: { label: 'a bypass code', raw: Object.freeze(['bypass_code']) },
 });
 
 /**
- * Raw `auth_context.factor` values that mean Duo did not ask the user for any
- * factor (Admin API log documentation, same sources as above). `sms_refresh`
- * is a request for new SMS passcodes, not a sign-in; `not_available` is what
- * enrollments and policy passes log.
+ * A raw factor value the user did use but that stands for no one factor:
+ * Duo's `passcode` is "a passcode not identified as another known type"
+ * (Get-DuoAuthLog.md above). It counts as an interaction, and matches no
+ * factor name, so a `factors` rule refuses it.
  */
-export const DUO_NO_FACTOR_VALUES = Object.freeze(['remembered_device', 'trusted_network', 'not_available', 'sms_refresh'] as const);
+export const DUO_UNNAMED_FACTOR_VALUES: ReadonlyMap<string, string> = new Map([['passcode', 'a passcode of a kind Duo did not name']]);
+
+/**
+ * Raw `auth_context.factor` values that mean Duo did not ask the user for any
+ * factor (Get-DuoAuthLog.md above): a remembered device's token, an authorized
+ * network, Duo Mobile Inline Auth on the phone itself
+ * (`trusted_mobile_authenticator`, "effective authentication factor", like the
+ * network), no factor at all (`not_available`), and a request for new SMS
+ * passcodes (`sms_refresh`), which is not a sign-in.
+ */
+export const DUO_NO_FACTOR_VALUES = Object.freeze(['remembered_device', 'trusted_network', 'trusted_mobile_authenticator', 'not_available', 'sms_refresh'] as const);
 
 /**
  * `auth_context.reason` values of a success in which the user did something
  * at Duo: approved a push or call (`user_approved`) or typed a code
- * (`valid_passcode`). Admin API log documentation; the id_token value
+ * (`valid_passcode`). Admin API log documentation (Get-DuoAuthLog.md above); the id_token value
  * `user_approved` also in duo_universal_csharp's TestBase.cs (above) and
  * duosecurity/duo_api_golang admin/logs_test.go (8aff7fde997964966b44c71aedcb2aee7c4193b0),
  * which copies Duo's documented example.
@@ -93,9 +98,14 @@ export const DUO_INTERACTIVE_REASONS = Object.freeze(['user_approved', 'valid_pa
 
 /**
  * `auth_context.reason` values of a success Duo granted without asking the
- * user, with what to tell them. Admin API log documentation (success reasons,
- * panther-labs/panther authentication.go and rapid7 constants.py above);
+ * user, with what to tell them. Admin API log documentation (Get-DuoAuthLog.md
+ * and panther authentication.go above; also rapid7/insightconnect-plugins
+ * plugins/duo_admin/komand_duo_admin/util/constants.py,
+ * 4d897d044a7e2377cf77e342977af9f655dd8956, "Duo Admin API 2024-09-17");
  * remembered devices and authorized networks: duo.com/docs/remembered-devices.
+ * Duo describes `bypass_user` as "successful because a bypass code was used",
+ * yet it is also what a user in bypass status gets; the token cannot tell
+ * the two apart, so every rule refuses it.
  */
 export const DUO_NO_INTERACTION_REASONS = Object.freeze([
   'bypass_user',
@@ -110,8 +120,8 @@ export type DuoNoInteractionReason = (typeof DUO_NO_INTERACTION_REASONS)[number]
 
 /**
  * `auth_context.reason` values of a denied, failed or fraud-flagged attempt
- * (Admin API log documentation: rapid7 constants.py and panther authentication.go
- * above; `user_mistake`, `denied_network` and `touchid_disabled` only in the
+ * (Admin API log documentation: Get-DuoAuthLog.md, rapid7 constants.py and
+ * panther authentication.go above; `user_mistake`, `denied_network` and `touchid_disabled` only in the
  * latter). A verified id_token should never
  * carry one; if it does, the check refuses it as "not confirmed".
  */
@@ -129,7 +139,7 @@ export const DUO_DENIAL_REASONS = Object.freeze([
 ] as const);
 
 /**
- * `auth_context.result` values (rapid7 constants.py above; the id_token's
+ * `auth_context.result` values (Get-DuoAuthLog.md and rapid7 constants.py above; the id_token's
  * `success` in duo_universal_csharp's TestBase.cs). Only `success` passes.
  * Older Duo documentation spelled them in capitals (`SUCCESS`, `FAILURE`,
  * `ERROR`, `FRAUD`, panther authentication.go); those never match.
@@ -206,7 +216,14 @@ const REMEMBERED: NoInteraction = { why: 'Duo let you in without asking because 
 
 /** The reasons of `DUO_NO_INTERACTION_REASONS`, in words. */
 const NO_INTERACTION_REASON: ReadonlyMap<string, NoInteraction> = new Map<DuoNoInteractionReason, NoInteraction>([
-  ['bypass_user', { why: 'Duo let you in without a check because your Duo account is set to bypass.', first: 'Ask your help desk to take your Duo account out of bypass' }],
+  // Duo describes bypass_user as "a bypass code was used"; Duo's bypass status logs it too, and the two cannot be told apart.
+  [
+    'bypass_user',
+    {
+      why: 'Duo let you in through a bypass (your Duo account is set to bypass, or you used a bypass code), not a check of one of your devices.',
+      first: 'If your account is set to bypass, ask your help desk to turn that off',
+    },
+  ],
   ['remembered_device', REMEMBERED],
   ['trusted_network', TRUSTED_NETWORK],
   ['trusted_location', { why: 'Duo let you in without asking because your location is one it trusts.', after: ASK_ADMIN }],
@@ -219,6 +236,7 @@ const NO_INTERACTION_REASON: ReadonlyMap<string, NoInteraction> = new Map<DuoNoI
 const NO_FACTOR_CAUSE: ReadonlyMap<string, NoInteraction> = new Map<(typeof DUO_NO_FACTOR_VALUES)[number], NoInteraction>([
   ['remembered_device', REMEMBERED],
   ['trusted_network', TRUSTED_NETWORK],
+  ['trusted_mobile_authenticator', { why: 'Duo let you in through Duo Mobile on this device without a separate check.', after: ASK_ADMIN }],
   ['not_available', { why: 'Duo let you in without asking you for any method.', after: ASK_ADMIN }],
   ['sms_refresh', { why: 'Duo recorded a request for new text-message passcodes, not a sign-in.' }],
 ]);
@@ -326,7 +344,11 @@ export function checkFactorEvidence(evidence: FactorEvidence, rule: ResolvedFact
   if (noFactor !== undefined) return skipped(noFactor);
   const used = RAW_TO_NAME.get(factor);
   if (used === undefined) {
-    return refuse(factorRule, `${lead} Duo reported a sign-in method this page does not recognise, so it cannot accept it. ${capital(again)}. ${STILL}`);
+    const unnamed = DUO_UNNAMED_FACTOR_VALUES.get(factor);
+    if (unnamed === undefined) {
+      return refuse(factorRule, `${lead} Duo reported a sign-in method this page does not recognise, so it cannot accept it. ${capital(again)}. ${STILL}`);
+    }
+    return rule.rawFactors === undefined ? { ok: true } : refuse('factors', `${lead} You used ${unnamed}. ${capital(again)}.`);
   }
   if (rule.rawFactors !== undefined && !rule.rawFactors.has(factor)) {
     return refuse('factors', `${lead} You used ${DUO_FACTORS[used].label}. ${capital(again)}.`);

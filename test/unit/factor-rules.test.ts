@@ -9,6 +9,7 @@ import {
   DUO_NO_FACTOR_VALUES,
   DUO_NO_INTERACTION_REASONS,
   DUO_RESULTS,
+  DUO_UNNAMED_FACTOR_VALUES,
   checkFactorEvidence,
   checkFactorRule,
   factorEvidence,
@@ -68,9 +69,13 @@ describe('the vocabulary', () => {
     }
   });
 
-  it('keeps the values that mean "not asked" out of every factor', () => {
+  it('keeps the values that mean "not asked", and the unnamed passcode, out of every factor', () => {
     const raw = new Set(DUO_FACTOR_NAMES.flatMap((name) => DUO_FACTORS[name].raw));
     for (const value of DUO_NO_FACTOR_VALUES) expect(raw.has(value), value).toBe(false);
+    for (const value of DUO_UNNAMED_FACTOR_VALUES.keys()) {
+      expect(raw.has(value), value).toBe(false);
+      expect((DUO_NO_FACTOR_VALUES as readonly string[]).includes(value), value).toBe(false);
+    }
   });
 
   it('keeps the three kinds of reason apart', () => {
@@ -180,9 +185,20 @@ describe('checkFactorRule: factors', () => {
     );
   });
 
+  it("counts Duo's unnamed passcode as an interaction but as none of the named factors", () => {
+    expect(checkFactorRule(passed('passcode', 'valid_passcode'), interaction)).toEqual({ ok: true });
+    for (const name of DUO_FACTOR_NAMES) {
+      const outcome = refusal(checkFactorRule(passed('passcode', 'valid_passcode'), rule({ factors: [name] })));
+      expect(outcome.rule).toBe('factors');
+      expect(outcome.message).toContain('You used a passcode of a kind Duo did not name.');
+    }
+  });
+
   it('refuses a bypass code unless the route lists it', () => {
     expect(refusal(checkFactorRule(passed('bypass_code', 'valid_passcode'), rule({ factors: ['passcode', 'hardware_token'] }))).rule).toBe('factors');
     expect(checkFactorRule(passed('bypass_code', 'valid_passcode'), rule({ factors: ['bypass_code'] }))).toEqual({ ok: true });
+    // Duo's reason for a bypass code can be bypass_user, which a user in bypass status gets too: refused even here.
+    expect(refusal(checkFactorRule(passed('bypass_code', 'bypass_user'), rule({ factors: ['bypass_code'] }))).rule).toBe('interaction');
   });
 });
 
@@ -195,7 +211,9 @@ describe('checkFactorRule: interaction', () => {
 
   it('refuses every reason that means Duo did not ask, under either kind of rule, naming the reason in words', () => {
     const words: Record<(typeof DUO_NO_INTERACTION_REASONS)[number], string> = {
-      bypass_user: 'your Duo account is set to bypass. Ask your help desk to take your Duo account out of bypass, then sign in again',
+      bypass_user:
+        'Duo let you in through a bypass (your Duo account is set to bypass, or you used a bypass code), not a check of one of your devices. ' +
+        'If your account is set to bypass, ask your help desk to turn that off, then sign in again',
       remembered_device: 'because it remembers this device.',
       trusted_network: 'because you are on a network it trusts.',
       trusted_location: 'because your location is one it trusts.',
@@ -224,6 +242,7 @@ describe('checkFactorRule: interaction', () => {
     const words: Record<(typeof DUO_NO_FACTOR_VALUES)[number], string> = {
       remembered_device: 'Duo let you in without asking because it remembers this device.',
       trusted_network: 'Duo let you in without asking because you are on a network it trusts.',
+      trusted_mobile_authenticator: 'Duo let you in through Duo Mobile on this device without a separate check.',
       not_available: 'Duo let you in without asking you for any method.',
       sms_refresh: 'Duo recorded a request for new text-message passcodes, not a sign-in.',
     };
@@ -257,7 +276,7 @@ describe('checkFactorRule: fails closed', () => {
   const webauthn = rule({ factors: ['webauthn'] });
 
   it('refuses factor values it does not know, spelled close to known ones or like object keys', () => {
-    for (const factor of ['webauthn', 'security_key', 'Duo_Push', 'duo_push ', 'DUO_PUSH', 'webauthn security key', '', 'constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+    for (const factor of ['webauthn', 'webauthn_credential', 'WebAuthn', 'security_key', 'Duo_Push', 'duo_push ', 'DUO_PUSH', 'webauthn security key', '', 'constructor', '__proto__', 'toString', 'hasOwnProperty']) {
       for (const rules of [interaction, webauthn, rule({ factors: [...DUO_FACTOR_NAMES] })]) {
         const outcome = refusal(checkFactorRule(passed(factor), rules));
         expect(outcome.message, factor).toContain('Duo reported a sign-in method this page does not recognise');
