@@ -16,7 +16,7 @@
  * "Factor rules" has the same table with links. Duo documents the vocabulary
  * for its Admin API authentication log (https://duo.com/docs/adminapi#authentication-logs);
  * the Universal Prompt id_token's `auth_context` has the same shape and names
- * (every Duo Universal SDK models it with the log's fields, and their tests use
+ * (Duo's typed Universal SDKs model it with the log's fields, and their tests use
  * the log's values `duo_push` / `user_approved` / `success`). `amr` is not used
  * here: Duo documents it only by one example (`["mfa","otp"]`, duo.com/docs/oauthapi
  * #json-web-tokens) and no mapping from factors to `amr` values.
@@ -89,8 +89,8 @@ export const DUO_NO_FACTOR_VALUES = Object.freeze(['remembered_device', 'trusted
 /**
  * `auth_context.reason` values of a success in which the user did something
  * at Duo: approved a push or call (`user_approved`) or typed a code
- * (`valid_passcode`). Admin API log documentation (Get-DuoAuthLog.md above); the id_token value
- * `user_approved` also in duo_universal_csharp's TestBase.cs (above) and
+ * (`valid_passcode`). Admin API log documentation (Get-DuoAuthLog.md above);
+ * the id_token value `user_approved` also in duo_universal_csharp's TestBase.cs (above) and
  * duosecurity/duo_api_golang admin/logs_test.go (8aff7fde997964966b44c71aedcb2aee7c4193b0),
  * which copies Duo's documented example.
  */
@@ -121,8 +121,8 @@ export type DuoNoInteractionReason = (typeof DUO_NO_INTERACTION_REASONS)[number]
 /**
  * `auth_context.reason` values of a denied, failed or fraud-flagged attempt
  * (Admin API log documentation: Get-DuoAuthLog.md, rapid7 constants.py and
- * panther authentication.go above; `user_mistake`, `denied_network` and `touchid_disabled` only in the
- * latter). A verified id_token should never
+ * panther authentication.go above; `user_mistake`, `denied_network` and
+ * `touchid_disabled` only in the latter). A verified id_token should never
  * carry one; if it does, the check refuses it as "not confirmed".
  */
 export const DUO_DENIAL_REASONS = Object.freeze([
