@@ -4,7 +4,7 @@
  * its figures are not the ones to quote). BENCH_ONLY=1,3 runs some of them.
  */
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
-import { benchAuthUrl } from './auth-url.js';
+import { benchAuthUrl, benchSigning } from './auth-url.js';
 import { benchExchange } from './exchange.js';
 import { benchGuard } from './guard.js';
 import { benchLogins } from './logins.js';
@@ -25,6 +25,7 @@ log(`${new Date().toISOString()} ${machine}; load average ${load()}${quick ? '; 
 if (only.has('1')) {
   rows.push(...(await benchAuthUrl(quick ? { rounds: 4, roundMs: 250 } : {})));
   rows.push(...(await benchAuthUrl(quick ? { rounds: 4, roundMs: 250, concurrency: 16 } : { concurrency: 16 })));
+  rows.push(...(await benchSigning(quick ? { rounds: 4, roundMs: 250 } : {})));
 }
 if (only.has('2')) rows.push(...(await benchExchange(quick ? { rounds: 2, batch: 100 } : {})));
 if (only.has('3')) rows.push(...(await benchGuard(quick ? { rounds: 2, seconds: 1 } : {})));
