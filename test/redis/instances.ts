@@ -1,11 +1,11 @@
 import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
-import { RedisStore } from 'connect-redis';
 import { createClient, type RedisClientType } from 'redis';
 import { parse as parseSetCookie } from 'set-cookie-parser';
 import { RedisTransactionStore } from '../../src/redis-transaction.store.js';
 import type { DuoEmulator } from '../../src/testing/index.js';
 import { CapturingLogger, REDIRECT_URI, buildDuoTestApp } from '../support/app.js';
+import { CONNECT_REDIS_9, NODE_REDIS_6, type ConnectRedisMajor, type NodeClient, type StoreClient } from './clients.js';
 
 /** A node-redis client set up as the README says: fail fast while Redis is away, reconnect when it is back. */
 export async function connectRedis(url: string): Promise<RedisClientType> {
@@ -19,29 +19,44 @@ export async function connectRedis(url: string): Promise<RedisClientType> {
   return client;
 }
 
-export interface Instance {
+export interface Instance<C extends StoreClient = NodeClient> {
   name: string;
   app: INestApplication;
-  redis: RedisClientType;
+  redis: C;
   baseUrl: string;
   logger: CapturingLogger;
   close(): Promise<void>;
 }
 
+export interface InstanceOptions<C extends StoreClient> {
+  /** The instance's own Redis client (or cluster client), for sessions and pending logins. */
+  connect: () => Promise<C>;
+  /** The connect-redis major for sessions. Default connect-redis 9. */
+  sessions?: ConnectRedisMajor;
+  /** RedisTransactionStore's commandTimeoutMs and guardSessionStore's timeoutMs. Default 1000. */
+  timeoutMs?: number;
+}
+
 /**
  * One app instance as it would run in its own process: its own Redis client,
  * sessions in Redis through connect-redis, pending Duo logins in Redis.
+ * Without options: node-redis 6 to `redisUrl`, connect-redis 9.
  */
-export async function startInstance(name: string, redisUrl: string, emulator: DuoEmulator): Promise<Instance> {
-  const redis = await connectRedis(redisUrl);
+export async function startInstance(name: string, redisUrl: string, emulator: DuoEmulator): Promise<Instance>;
+export async function startInstance<C extends StoreClient>(name: string, options: InstanceOptions<C>, emulator: DuoEmulator): Promise<Instance<C>>;
+export async function startInstance(name: string, target: string | InstanceOptions<StoreClient>, emulator: DuoEmulator): Promise<Instance<StoreClient>> {
+  const options: InstanceOptions<StoreClient> = typeof target === 'string' ? { connect: () => NODE_REDIS_6.connect({ url: target }) } : target;
+  const redis = await options.connect();
+  const { RedisStore } = options.sessions ?? CONNECT_REDIS_9;
+  const timeoutMs = options.timeoutMs ?? 1000;
   const logger = new CapturingLogger();
   // The builder signs every instance's cookies with one secret, as the instances of one app do.
   const { app, baseUrl } = await buildDuoTestApp({
-    duo: { ...emulator.clientOptions(REDIRECT_URI), transactionStore: new RedisTransactionStore(redis, { commandTimeoutMs: 1000 }) },
+    duo: { ...emulator.clientOptions(REDIRECT_URI), transactionStore: new RedisTransactionStore(redis, { commandTimeoutMs: timeoutMs }) },
     logger,
     session: {
       store: new RedisStore({ client: redis }),
-      guard: { timeoutMs: 1000, onError: (error) => logger.warn(`session store: ${error instanceof Error ? error.message : String(error)}`) },
+      guard: { timeoutMs, onError: (error) => logger.warn(`session store: ${error instanceof Error ? error.message : String(error)}`) },
     },
   });
   return {
@@ -85,7 +100,7 @@ export class CookieJar {
 
 /** A request the way a browser sends it: cookies from the jar, redirects not followed, new cookies kept. */
 export async function request(
-  instance: Instance,
+  instance: { baseUrl: string },
   jar: CookieJar,
   path: string,
   init: { method?: string; json?: unknown; accept?: string } = {},

@@ -3,17 +3,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { freePort } from '../support/redis-server.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient, createCluster, type RedisClientType, type RedisClusterType } from 'redis';
+import { createClient, type RedisClientType } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DuoStoreContext, PendingTransaction } from '../../src/index.js';
-import { RedisTransactionStore, type RedisTransactionClient } from '../../src/redis-transaction.store.js';
+import { RedisTransactionStore } from '../../src/redis-transaction.store.js';
 import { randomToken } from '../../src/protocol/random.js';
+import { CLIENT_PAIRS, NODE_REDIS_MAJORS, type StoreClient } from './clients.js';
 
 /**
  * The store on a real three-node Redis Cluster (Debian's redis-server, 7.0 or
  * later for cluster-port and ADDSLOTSRANGE), reached through node-redis's
- * createCluster(): every script call is routed by its one key, whatever node
- * owns the session's slot.
+ * createCluster() of each major: every script call is routed by its one key,
+ * whatever node owns the session's slot. And connect-redis on the same
+ * cluster client: what works, and the two calls that cannot.
  */
 const HOST = '127.0.0.1';
 const SLOTS: Array<[number, number]> = [
@@ -31,7 +33,7 @@ interface Node {
 
 let dir: string;
 const nodes: Node[] = [];
-let cluster: RedisClusterType;
+let cluster: StoreClient;
 let store: RedisTransactionStore;
 
 
@@ -80,19 +82,9 @@ beforeAll(async () => {
     if (Date.now() > deadline) throw new Error('the three-node Redis Cluster did not reach cluster_state:ok within 15 s');
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  cluster = createCluster({
-    rootNodes: [{ url: `redis://${HOST}:${nodes[0]!.port}` }],
-    defaults: { disableOfflineQueue: true, socket: { connectTimeout: 1000, reconnectStrategy: 100 } },
-  });
-  cluster.on('error', () => {});
-  await cluster.connect();
-  // createCluster() satisfies the store's client interface as it is, without a cast.
-  const client: RedisTransactionClient = cluster;
-  store = new RedisTransactionStore(client);
 }, 30_000);
 
 afterAll(async () => {
-  if (cluster) cluster.destroy();
   for (const node of nodes) {
     if (node.admin.isOpen) node.admin.destroy();
     node.child.kill('SIGKILL');
@@ -100,7 +92,15 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-describe('RedisTransactionStore on a Redis Cluster (createCluster)', () => {
+describe.each(NODE_REDIS_MAJORS.map((each) => [each.name, each] as const))('RedisTransactionStore on a Redis Cluster (createCluster of %s)', (_name, major) => {
+  beforeAll(async () => {
+    // connectCluster returns createCluster()'s client as the store's client type: it satisfies the interface without a cast.
+    cluster = await major.connectCluster({ rootUrls: [`redis://${HOST}:${nodes[0]!.port}`] });
+    store = new RedisTransactionStore(cluster);
+  });
+
+  afterAll(() => cluster?.destroy());
+
   it("spreads sessions over the nodes, and each session's logins come back from the node owning its slot", async () => {
     const sessions = Array.from({ length: 30 }, () => randomToken(18));
     const txs = sessions.map((binding) => transaction(binding));
@@ -141,5 +141,39 @@ describe('RedisTransactionStore on a Redis Cluster (createCluster)', () => {
     const txs = Array.from({ length: 12 }, () => transaction(randomToken(18)));
     await Promise.all(txs.map((tx) => store.create(tx, context(tx.binding))));
     expect(await Promise.all(txs.map((tx) => store.take(tx.state, context(tx.binding))))).toEqual(txs);
+  });
+});
+
+describe.each(CLIENT_PAIRS.map((pair) => [pair.name, pair] as const))('connect-redis on the same Redis Cluster (%s)', (_name, { redis, sessions }) => {
+  let sessionClient: StoreClient;
+  afterAll(() => sessionClient?.destroy());
+
+  const sixOrLater = redis.major >= 6;
+  it(`keeps each session on the node owning its slot; length() and ids() scan every master; all() and clear() ${sixOrLater ? 'work (node-redis 6 splits MGET and DEL by slot)' : 'fail with CROSSSLOT'}`, async () => {
+    sessionClient = await redis.connectCluster({ rootUrls: [`redis://${HOST}:${nodes[0]!.port}`] });
+    const prefix = `sess.${redis.major}.${sessions.major}:`;
+    const sessionStore = new sessions.RedisStore({ client: sessionClient, prefix });
+    const ids = Array.from({ length: 12 }, () => randomToken(24));
+    const cookie = { originalMaxAge: 60_000, expires: new Date(Date.now() + 60_000) };
+    await Promise.all(ids.map((id) => sessionStore.set(id, { cookie, user: { username: id } } as never)));
+    const perNode = await Promise.all(nodes.map(async (node) => (await node.admin.keys(`${prefix}*`)).length));
+    expect(perNode.filter((count) => count > 0).length, `sessions per node: ${perNode.join(', ')}`).toBeGreaterThanOrEqual(2);
+    const username = async (id: string): Promise<string | undefined> => ((await sessionStore.get(id)) as unknown as { user?: { username: string } } | null)?.user?.username;
+    for (const id of ids) expect(await username(id)).toBe(id);
+    expect(await sessionStore.length()).toBe(12);
+    expect(((await sessionStore.ids()) as string[]).sort()).toEqual([...ids].sort());
+    if (sixOrLater) {
+      const all = (await sessionStore.all()) as unknown as Array<{ id: string; user: { username: string } }>;
+      expect(all.map((each) => each.user.username).sort()).toEqual([...ids].sort());
+      await sessionStore.clear();
+      expect(await sessionStore.length()).toBe(0);
+    } else {
+      // node-redis 5 sends one MGET / DEL with every session key, which a cluster refuses when the keys hash to different slots.
+      await expect(sessionStore.all()).rejects.toThrow(/CROSSSLOT/);
+      await expect(sessionStore.clear()).rejects.toThrow(/CROSSSLOT/);
+      expect(await sessionStore.length()).toBe(12);
+      await Promise.all(ids.map((id) => sessionStore.destroy(id)));
+      expect(await sessionStore.length()).toBe(0);
+    }
   });
 });

@@ -1,13 +1,12 @@
 import 'reflect-metadata';
 import { Controller, Get, Module, Post, Req, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
-import { RedisStore } from 'connect-redis';
 import session from 'express-session';
-import type { RedisClientType } from 'redis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { guardSessionStore } from '../../src/session-store.middleware.js';
 import { RedisServer } from '../support/redis-server.js';
-import { CookieJar, connectRedis } from './instances.js';
+import { CLIENT_PAIRS, type NodeClient } from './clients.js';
+import { CookieJar } from './instances.js';
 
 type Req = Record<string, any>;
 
@@ -34,7 +33,7 @@ class VisitController {
 class AppModule {}
 
 let server: RedisServer;
-let redis: RedisClientType;
+let redis: NodeClient;
 let app: INestApplication;
 let baseUrl: string;
 const reported: unknown[] = [];
@@ -43,27 +42,9 @@ const runs = new Map<string, number>();
 
 beforeAll(async () => {
   server = await RedisServer.start();
-  redis = await connectRedis(server.url);
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  app = moduleRef.createNestApplication({ logger: false });
-  app.use(
-    guardSessionStore(
-      session({ store: new RedisStore({ client: redis }), secret: 'a-session-secret-for-this-test', resave: false, saveUninitialized: false }),
-      { timeoutMs: 400, onError: (error) => reported.push(error) },
-    ),
-  );
-  app.use((req: Req, _res: unknown, next: () => void) => {
-    const id = String(req.headers['x-request-id']);
-    runs.set(id, (runs.get(id) ?? 0) + 1);
-    next();
-  });
-  await app.listen(0, '127.0.0.1');
-  baseUrl = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
 });
 
 afterAll(async () => {
-  await app?.close();
-  redis?.destroy();
   await server?.close();
 });
 
@@ -92,7 +73,32 @@ async function sessionWithOneVisit(): Promise<CookieJar> {
   return jar;
 }
 
-describe('guardSessionStore', () => {
+describe.each(CLIENT_PAIRS.map((pair) => [pair.name, pair] as const))('guardSessionStore (%s)', (_name, pair) => {
+  beforeAll(async () => {
+    if (!server.running) await server.restart();
+    redis = await pair.redis.connect({ url: server.url });
+    const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
+    app = moduleRef.createNestApplication({ logger: false });
+    app.use(
+      guardSessionStore(
+        session({ store: new pair.sessions.RedisStore({ client: redis }), secret: 'a-session-secret-for-this-test', resave: false, saveUninitialized: false }),
+        { timeoutMs: 400, onError: (error) => reported.push(error) },
+      ),
+    );
+    app.use((req: Req, _res: unknown, next: () => void) => {
+      const id = String(req.headers['x-request-id']);
+      runs.set(id, (runs.get(id) ?? 0) + 1);
+      next();
+    });
+    await app.listen(0, '127.0.0.1');
+    baseUrl = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    redis?.destroy();
+  });
+
   it('passes a working session through untouched', async () => {
     const jar = await sessionWithOneVisit();
     expect((await call(jar, 'POST', '/visit')).body).toBe('{"visits":2}');

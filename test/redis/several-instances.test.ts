@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RedisClientType } from 'redis';
 import { DuoEmulator } from '../../src/testing/index.js';
 import { RedisServer } from '../support/redis-server.js';
+import { CLIENT_PAIRS } from './clients.js';
 import { CookieJar, connectRedis, pathOf, request, startInstance, type Instance } from './instances.js';
 
 let server: RedisServer;
@@ -15,14 +16,9 @@ let all: Instance[];
 beforeAll(async () => {
   [server, emulator] = await Promise.all([RedisServer.start(), DuoEmulator.start()]);
   admin = await connectRedis(server.url);
-  [a, b, c] = await Promise.all(['A', 'B', 'C'].map((name) => startInstance(name, server.url, emulator)));
-  all = [a, b, c];
 });
 
 afterAll(async () => {
-  // Nothing secret reached any instance's log.
-  for (const instance of all ?? []) expect(instance.logger.text()).not.toContain(emulator.clientSecret);
-  await Promise.all((all ?? []).map((instance) => instance.close()));
   admin?.destroy();
   await emulator?.close();
   await server?.close();
@@ -60,7 +56,18 @@ async function verifiedSession(first: Instance, second: Instance): Promise<Cooki
   return jar;
 }
 
-describe('several instances sharing Redis', () => {
+describe.each(CLIENT_PAIRS.map((pair) => [pair.name, pair] as const))('several instances sharing Redis (%s)', (_name, { redis, sessions }) => {
+  beforeAll(async () => {
+    [a, b, c] = await Promise.all(['A', 'B', 'C'].map((name) => startInstance(name, { connect: () => redis.connect({ url: server.url }), sessions }, emulator)));
+    all = [a, b, c];
+  });
+
+  afterAll(async () => {
+    // Nothing secret reached any instance's log.
+    for (const instance of all ?? []) expect(instance.logger.text()).not.toContain(emulator.clientSecret);
+    await Promise.all((all ?? []).map((instance) => instance.close()));
+  });
+
   it("a victim's state sent from another session neither completes nor cancels the victim's login", async () => {
     const victim = new CookieJar();
     const { back } = await startLogin(victim, a);

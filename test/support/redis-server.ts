@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 
 const HOST = '127.0.0.1';
 
@@ -21,14 +22,8 @@ export class RedisServer {
 
   /** Starts a server; throws with the install command when `redis-server` is missing. */
   static async start(): Promise<RedisServer> {
-    const binary = process.env.REDIS_SERVER_BIN ?? 'redis-server';
-    const probe = spawnSync(binary, ['--version'], { encoding: 'utf8' });
-    if (probe.error || probe.status !== 0) {
-      throw new Error(
-        `The Redis tests need a real redis-server, and "${binary}" could not be run (${probe.error?.message ?? `exit ${probe.status}`}). ` +
-          'Install it with `apt-get install -y redis-server` (Debian/Ubuntu), or point REDIS_SERVER_BIN at one.',
-      );
-    }
+    const binary = redisServerBinary();
+    serverVersion(); // throws with the install command when the binary is missing
     // A free port can be taken between the probe and the bind: try a few.
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -114,6 +109,41 @@ export class RedisServer {
     child.kill('SIGKILL');
     throw new Error(`redis-server did not answer PING on port ${this.port} within 5 s: ${this.#output.trim()}`);
   }
+}
+
+/** The server the Redis suites run: REDIS_SERVER_BIN (valkey-server, for one), else Debian's redis-server. */
+export function redisServerBinary(): string {
+  return process.env.REDIS_SERVER_BIN ?? 'redis-server';
+}
+
+/**
+ * The CLI of that server, for `--cluster create`: REDIS_CLI_BIN, else the
+ * `-cli` next to REDIS_SERVER_BIN (`.../valkey-server` gives `.../valkey-cli`),
+ * else redis-cli.
+ */
+export function redisCliBinary(): string {
+  if (process.env.REDIS_CLI_BIN) return process.env.REDIS_CLI_BIN;
+  const server = process.env.REDIS_SERVER_BIN;
+  if (!server || !basename(server).endsWith('-server')) return 'redis-cli';
+  const cli = basename(server).replace(/-server$/, '-cli');
+  return server.includes('/') ? join(dirname(server), cli) : cli;
+}
+
+let version: string | undefined;
+
+/** The server's `--version` line (`Redis server v=7.0.15 ...`, `Valkey server v=8.0.1 ...`); throws with the install command when it cannot run. */
+export function serverVersion(): string {
+  if (version !== undefined) return version;
+  const binary = redisServerBinary();
+  const probe = spawnSync(binary, ['--version'], { encoding: 'utf8' });
+  if (probe.error || probe.status !== 0) {
+    throw new Error(
+      `The Redis tests need a real redis-server, and "${binary}" could not be run (${probe.error?.message ?? `exit ${probe.status}`}). ` +
+        'Install it with `apt-get install -y redis-server` (Debian/Ubuntu), or point REDIS_SERVER_BIN at one (valkey-server works too).',
+    );
+  }
+  version = probe.stdout.trim();
+  return version;
 }
 
 /** A free TCP port on 127.0.0.1. */
