@@ -9,6 +9,7 @@ export default defineConfig({
       { find: /^nestjs-duo$/, replacement: src('index.ts') },
       { find: /^nestjs-duo\/protocol$/, replacement: src('protocol/index.ts') },
       { find: /^nestjs-duo\/testing$/, replacement: src('testing/index.ts') },
+      { find: /^nestjs-duo\/terminus$/, replacement: src('terminus/index.ts') },
     ],
   },
   test: {

@@ -102,6 +102,7 @@ export const DEFAULT_ERROR_PAGE_TEXTS: DuoErrorPageTexts = deepFreeze({
     duo_timeout: 'Duo did not answer in time',
     duo_rate_limited: 'Duo is busy',
     duo_tls_failed: 'The connection to Duo is not trusted',
+    duo_tls_pinning_failed: 'The connection to Duo is not trusted',
     session_changed: 'Your session changed during sign-in',
     primary_auth_required: 'Please sign in first',
     session_unavailable: 'Your session is unavailable',

@@ -101,6 +101,8 @@ const FIXES: Partial<Record<DuoProtocolErrorCode, string>> = {
     'Duo answered with a server error or could not be reached: see https://status.duo.com, and check the network path to Duo (DNS, firewall, proxy); if this has never worked, check apiHost / apiBaseUrl.',
   duo_tls_failed:
     'TLS to Duo failed: behind a TLS-inspecting proxy, pass its CA certificate in the "ca" option; otherwise check apiHost / apiBaseUrl, and the clock of this server.',
+  duo_tls_pinning_failed:
+    "Duo's certificate does not lead to a root CA Duo pins: behind a TLS-inspecting proxy pass its CA in \"ca\" or set tls: { pinning: 'system' }; otherwise check apiHost / apiBaseUrl.",
   duo_rate_limited: 'Duo is rate-limiting this integration: make fewer calls to Duo (a longer healthCheckCacheSeconds, fewer login attempts).',
   duo_request_rejected:
     'Duo (or a proxy on the way) refused the request: check apiHost / apiBaseUrl, the proxy and its credentials, and that the application is a Web SDK application in the Duo Admin Panel.',

@@ -32,6 +32,7 @@ function compile(blocks: CodeBlock[]): Map<CodeBlock, string[]> {
       'nestjs-duo': [join(ROOT, 'src/index.ts')],
       'nestjs-duo/protocol': [join(ROOT, 'src/protocol/index.ts')],
       'nestjs-duo/testing': [join(ROOT, 'src/testing/index.ts')],
+      'nestjs-duo/terminus': [join(ROOT, 'src/terminus/index.ts')],
     },
   });
   const errors = new Map<CodeBlock, string[]>();
