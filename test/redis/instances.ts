@@ -3,6 +3,7 @@ import type { INestApplication } from '@nestjs/common';
 import { createClient, type RedisClientType } from 'redis';
 import { parse as parseSetCookie } from 'set-cookie-parser';
 import { RedisTransactionStore } from '../../src/redis-transaction.store.js';
+import type { DuoModuleOptions } from '../../src/index.js';
 import type { DuoEmulator } from '../../src/testing/index.js';
 import { CapturingLogger, REDIRECT_URI, buildDuoTestApp } from '../support/app.js';
 import { CONNECT_REDIS_9, NODE_REDIS_6, type ConnectRedisMajor, type NodeClient, type StoreClient } from './clients.js';
@@ -35,6 +36,8 @@ export interface InstanceOptions<C extends StoreClient> {
   sessions?: ConnectRedisMajor;
   /** RedisTransactionStore's commandTimeoutMs and guardSessionStore's timeoutMs. Default 1000. */
   timeoutMs?: number;
+  /** More DuoModule options (promptLimits, ...). */
+  duo?: Partial<DuoModuleOptions>;
 }
 
 /**
@@ -52,7 +55,7 @@ export async function startInstance(name: string, target: string | InstanceOptio
   const logger = new CapturingLogger();
   // The builder signs every instance's cookies with one secret, as the instances of one app do.
   const { app, baseUrl } = await buildDuoTestApp({
-    duo: { ...emulator.clientOptions(REDIRECT_URI), transactionStore: new RedisTransactionStore(redis, { commandTimeoutMs: timeoutMs }) },
+    duo: { ...emulator.clientOptions(REDIRECT_URI), ...options.duo, transactionStore: new RedisTransactionStore(redis, { commandTimeoutMs: timeoutMs }) },
     logger,
     session: {
       store: new RedisStore({ client: redis }),
