@@ -7,6 +7,8 @@ import { resolveDuoSettings, type DuoModuleOptions, type DuoSettings } from './d
 import { DuoClient, type DuoHealthCheckResult, type DuoIdTokenClaims, type DuoNonce, type DuoTokenChecks } from './protocol/index.js';
 import { RedisTransactionStore } from './redis-transaction.store.js';
 import { DuoTelemetry, resolveTelemetryOptions } from './telemetry.js';
+import { isDuoHost } from './protocol/config.js';
+import { MemoryAttemptCounter, PromptLimiter, type DuoAttemptCounter } from './prompt-limits.js';
 import { SessionTransactionStore, type DuoTransactionStore } from './transaction.store.js';
 
 /**
@@ -31,10 +33,12 @@ export class DuoContext implements OnApplicationBootstrap, OnModuleDestroy {
   clockOffsetSeconds = 0;
   /** The OpenTelemetry instruments; undefined without `@opentelemetry/api` (or with `telemetry.enabled` false). */
   readonly telemetry: DuoTelemetry | undefined;
+  /** Push-flood limits (`promptLimits`); undefined when they are off. */
+  readonly limiter: PromptLimiter | undefined;
 
   constructor(@Inject(DUO_MODULE_OPTIONS) options: DuoModuleOptions) {
     this.client = new DuoClient(options);
-    this.settings = resolveDuoSettings(options);
+    this.settings = resolveDuoSettings(options, { duoHost: isDuoHost(new URL(this.client.config.baseUrl).hostname) });
     const telemetrySettings = resolveTelemetryOptions(options.telemetry);
     hideSecrets(options, this.client.config.proxy);
     const telemetry = DuoTelemetry.create(telemetrySettings, { baseUrl: this.client.config.baseUrl }, this.logger);
@@ -56,6 +60,10 @@ export class DuoContext implements OnApplicationBootstrap, OnModuleDestroy {
     this.events = new DuoEventBus(this.settings.onEvent, this.logger);
     this.callbackPath = new URL(this.client.config.redirectUri).pathname;
     this.application = `${this.client.config.clientId}@${new URL(this.client.config.baseUrl).host}`;
+    const limits = this.settings.promptLimits;
+    // A store that keeps counts (RedisTransactionStore) shares them with every instance; otherwise they are this process's.
+    const counter = typeof (store as Partial<DuoAttemptCounter>).countAttempt === 'function' ? (store as unknown as DuoAttemptCounter) : new MemoryAttemptCounter();
+    this.limiter = limits ? new PromptLimiter(limits, counter, this.application) : undefined;
   }
 
   /** A health check, cached: healthy answers for `healthCheckCacheSeconds`, failures for 5 s; concurrent callers share one call. */

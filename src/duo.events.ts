@@ -43,7 +43,20 @@ export interface DuoBypassedEvent extends DuoEventBase {
   reason: DuoErrorCode;
 }
 
-export type DuoEvent = DuoPromptStartedEvent | DuoPassedEvent | DuoFailedEvent | DuoBypassedEvent;
+/**
+ * A prompt start was refused by `promptLimits` (push-flood protection): too many
+ * prompts for this user or from this client network, or too many failed
+ * callbacks for this user. Answered 429 with `Retry-After`.
+ */
+export interface DuoPromptLimitedEvent extends DuoEventBase {
+  type: 'prompt_limited';
+  username: string;
+  /** Which limit: `user`, `ip` (the client's network) or `failed_callbacks`. */
+  scope: 'user' | 'ip' | 'failed_callbacks';
+  retryAfterSeconds: number;
+}
+
+export type DuoEvent = DuoPromptStartedEvent | DuoPassedEvent | DuoFailedEvent | DuoBypassedEvent | DuoPromptLimitedEvent;
 
 /**
  * Where the module's events go: the `events$` stream and the `onEvent` hook.

@@ -8,6 +8,7 @@ import { printable, rawQuery, safeReturnPath } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
 import { lintSessionCookie } from './session-cookie.lint.js';
 import { Throttle } from './throttle.js';
+import { PromptLimitError, type PromptLimiter } from './prompt-limits.js';
 import type { BypassMarker, DuoSessionData, VerifiedMarker } from './second-factor.session.js';
 import type { PendingTransaction } from './transaction.store.js';
 import type { DuoErrorCode } from './duo.errors.js';
@@ -45,6 +46,7 @@ const CALLBACK_PARAMS = ['state', 'duo_code', 'code', 'error'] as const;
 @Injectable()
 export class DuoFlow {
   readonly #anonymousFailures = new Throttle(10_000);
+  readonly #limitedWarnings = new Throttle(60_000);
   #cookieChecked = false;
 
   constructor(readonly context: DuoContext) {}
@@ -100,6 +102,8 @@ export class DuoFlow {
     const { context } = this;
     const { settings } = context;
     const session = SecondFactorSession.of(request);
+    // Push-flood limits come first: a flood must not reach Duo, not even its health check.
+    if (context.limiter) await this.#admit(context.limiter, request, username);
     try {
       await context.cachedHealthCheck();
     } catch (error) {
@@ -159,6 +163,8 @@ export class DuoFlow {
     const { context } = this;
     let username = this.usernameOf(request);
     let retryPath: string | undefined;
+    /** The user of the pending login, once it was taken: whose failures count toward promptLimits. */
+    let known: string | undefined;
     try {
       const params = rawQuery(request, CALLBACK_PARAMS);
       const state = params.state!;
@@ -177,6 +183,7 @@ export class DuoFlow {
       }
       username = transaction.username;
       retryPath = transaction.returnTo;
+      known = transaction.username;
       if (transaction.expiresAt <= Date.now()) throw new DuoError<DuoErrorCode>('transaction_expired', 'This sign-in took too long and expired. Start the login again.');
       if (this.usernameOf(request) !== transaction.username) {
         throw new DuoError<DuoErrorCode>('username_mismatch', 'The user logged in to this session changed during the Duo login; the second factor does not count.');
@@ -209,6 +216,7 @@ export class DuoFlow {
       if (error instanceof DuoHttpException) throw error;
       const duoError = isDuoError(error) ? error : new DuoError<DuoErrorCode>('duo_upstream_invalid', 'The Duo callback failed unexpectedly.');
       this.#callbackFailed(duoError, username);
+      if (known !== undefined && context.limiter) await this.#countFailure(context.limiter, known, duoError.code);
       throw new DuoHttpException(duoError, { retryPath: retryPath ?? '/' });
     }
   }
@@ -268,6 +276,33 @@ export class DuoFlow {
     events.emit({ type: 'second_factor_failed', at, code: error.code as DuoErrorCode, ...(suppressed > 0 ? { suppressed } : {}) });
     const more = suppressed > 0 ? ` (${suppressed} more such callbacks in the last 10 s were not logged)` : '';
     logger.warn(`Duo callback refused: ${error.code}${more}.`);
+  }
+
+  /** Counts this prompt start, or refuses it (429) with an event and a warning (at most one a minute, with a count). */
+  async #admit(limiter: PromptLimiter, request: DuoRequest, username: string): Promise<void> {
+    try {
+      await this.#storeCall(() => limiter.admit(request, username));
+    } catch (error) {
+      if (error instanceof PromptLimitError) {
+        const at = Date.now();
+        this.context.events.emit({ type: 'prompt_limited', at, username, scope: error.scope, retryAfterSeconds: error.retryAfterSeconds! });
+        const suppressed = this.#limitedWarnings.pass(at);
+        if (suppressed !== undefined) {
+          const more = suppressed > 0 ? ` (${suppressed} more refused in the last minute were not logged)` : '';
+          this.context.logger.warn(`Duo prompt refused for user "${printable(username)}" by promptLimits (${error.scope}): a push flood, or a user who keeps reloading${more}.`);
+        }
+      }
+      throw error;
+    }
+  }
+
+  /** A failed callback of a known user, counted for promptLimits; a counter that fails is logged, never in the user's way. */
+  async #countFailure(limiter: PromptLimiter, username: string, code: string): Promise<void> {
+    try {
+      await limiter.failed(username, code);
+    } catch {
+      this.context.logger.error('Could not count a failed Duo callback for promptLimits: the transaction store failed. The next prompt start checks the store again and is refused while it fails.');
+    }
   }
 
   #returnTarget(returnTo: string): string {

@@ -70,8 +70,10 @@ export interface DuoModuleOptions extends DuoClientOptions {
   /**
    * Push-flood protection: prompt starts per user and per client IP, and failed
    * callbacks per user, each in a window. On by default (10 prompts per user and
-   * 60 per IP in 10 minutes; 5 failed callbacks in 15 minutes stop prompts for
-   * that user until the window ends); `false` turns them off. Shared by every
+   * 600 per IP in 10 minutes; 5 failed callbacks in 15 minutes stop prompts for
+   * that user until the window ends) when the module talks to Duo's own hosts;
+   * off against the emulator or another `apiBaseUrl` unless given (`{}` turns
+   * the defaults on there too); `false` turns them off. Shared by every
    * instance when the transaction store keeps counts (RedisTransactionStore).
    */
   promptLimits?: DuoPromptLimitOptions | false;
@@ -107,7 +109,7 @@ export const FAIL_OPEN_MIN_TIMEOUT_MS = 3_000;
  * An optional string option given as '' (`process.env.X` set but empty) counts
  * as not given.
  */
-export function resolveDuoSettings(options: DuoModuleOptions): DuoSettings {
+export function resolveDuoSettings(options: DuoModuleOptions, target: { duoHost: boolean } = { duoHost: true }): DuoSettings {
   const record = options as unknown as Record<string, unknown>;
   const failMode = notEmpty(options.failMode) ?? 'closed';
   const loginPath = notEmpty(options.loginPath);
@@ -152,7 +154,7 @@ export function resolveDuoSettings(options: DuoModuleOptions): DuoSettings {
     ...(options.onEvent === undefined ? {} : { onEvent: options.onEvent }),
     ...(options.transactionStore === undefined ? {} : { transactionStore: options.transactionStore }),
     errorPage: resolveErrorPageSettings(options.errorPage),
-    promptLimits: resolvePromptLimits(options.promptLimits),
+    promptLimits: resolvePromptLimits(options.promptLimits, target.duoHost),
   };
 }
 

@@ -9,8 +9,9 @@ export type { DuoTelemetryOptions } from './telemetry.js';
 
 // The service (Duo's SDK workflow, verification, events)
 export { DuoService } from './duo.service.js';
-export type { DuoEvent, DuoPromptStartedEvent, DuoPassedEvent, DuoFailedEvent, DuoBypassedEvent } from './duo.events.js';
+export type { DuoEvent, DuoPromptStartedEvent, DuoPassedEvent, DuoFailedEvent, DuoBypassedEvent, DuoPromptLimitedEvent } from './duo.events.js';
 export type { DuoStatus } from './duo-health.js';
+export type { DuoPromptLimitOptions, DuoLimitRule, DuoAttemptCounter, DuoAttemptCount } from './prompt-limits.js';
 export type { VerifiedMarker, BypassMarker, DuoSessionData } from './second-factor.session.js';
 
 // Protecting routes

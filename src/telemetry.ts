@@ -68,8 +68,8 @@ function loadApi(logger: LoggerService): OTelApi | undefined {
 export type DuoEndpoint = 'health_check' | 'token';
 const ENDPOINT_PATHS: Record<DuoEndpoint, string> = { health_check: '/oauth/v1/health_check', token: '/oauth/v1/token' };
 
-/** The codes counted as throttled when a login start is refused with them: Duo's 429, and our own full cap on calls to Duo. */
-const THROTTLE_CODES: ReadonlySet<string> = new Set(['duo_rate_limited', 'duo_overloaded']);
+/** The codes counted as throttled when a login start is refused with them: Duo's 429, our own full cap on calls to Duo, and the prompt limits. */
+const THROTTLE_CODES: ReadonlySet<string> = new Set(['duo_rate_limited', 'duo_overloaded', 'prompt_rate_limited']);
 
 /** Seconds, for the duration histograms: the buckets of the semantic conventions' `http.client.request.duration`. */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];

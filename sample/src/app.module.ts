@@ -54,6 +54,7 @@ function logEvent(logger: Logger, event: DuoEvent): void {
   if (event.type === 'second_factor_passed') logger.log(`second factor passed${who} factor=${event.factor ?? '?'}`);
   else if (event.type === 'prompt_started') logger.log(`sent to Duo's prompt${who}${event.maxAge === undefined ? '' : ` (step-up, max_age=${event.maxAge})`}`);
   else if (event.type === 'second_factor_failed') logger.warn(`second factor failed${who} code=${event.code}`);
+  else if (event.type === 'prompt_limited') logger.warn(`prompt refused by promptLimits${who} scope=${event.scope} retry in ${event.retryAfterSeconds} s`);
   else logger.warn(`let through WITHOUT a second factor (fail-open)${who} reason=${event.reason}`);
 }
 

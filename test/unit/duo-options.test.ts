@@ -20,9 +20,22 @@ describe('resolveDuoSettings: the module options of its own', () => {
     expect(() => resolveDuoSettings({ ...base, checkSessionCookie: 0 as never })).toThrow(/"checkSessionCookie" must be true or false/);
   });
 
-  it('limits prompts by default, and takes promptLimits: false as off', () => {
+  it("limits prompts by default on Duo's hosts, not against the emulator unless asked, and takes promptLimits: false as off", () => {
     expect(resolveDuoSettings(base).promptLimits?.perUser).toEqual({ max: 10, windowSeconds: 600 });
+    expect(resolveDuoSettings(base, { duoHost: false }).promptLimits).toBeUndefined();
+    expect(resolveDuoSettings({ ...base, promptLimits: {} }, { duoHost: false }).promptLimits?.perIp).toEqual({ max: 600, windowSeconds: 600 });
     expect(resolveDuoSettings({ ...base, promptLimits: false }).promptLimits).toBeUndefined();
     expect(() => resolveDuoSettings({ ...base, promptLimits: { perIp: { max: -1, windowSeconds: 60 } } })).toThrow(/"promptLimits\.perIp\.max"/);
+  });
+});
+
+describe('DuoContext: the prompt limits in force', () => {
+  it("are on for Duo's own host and off for the emulator's, unless the option says", async () => {
+    const { DuoContext } = await import('../../src/duo.context.js');
+    expect(new DuoContext({ ...base }).limiter).toBeDefined();
+    const emulator = { ...base, apiBaseUrl: 'http://127.0.0.1:9' };
+    expect(new DuoContext({ ...emulator }).limiter).toBeUndefined();
+    expect(new DuoContext({ ...emulator, promptLimits: {} }).limiter).toBeDefined();
+    expect(new DuoContext({ ...base, promptLimits: false }).limiter).toBeUndefined();
   });
 });
