@@ -259,10 +259,14 @@ describe('DuoHttp: connection reuse and the cap on calls in flight', () => {
     let n = 0;
     const server = await serve((_req, res) => (n++ % 2 ? sendJson(res, 400, { error: 'invalid_client' }) : healthy(_req, res, server.requests.at(-1)!)));
     const client = duo(server.url);
-    await client.healthCheck();
-    await expectDuoError(client.healthCheck(), 'duo_invalid_client');
-    await client.healthCheck();
-    expect(server.connections).toBe(1);
+    for (let i = 0; i < 6; i++) {
+      await client.healthCheck();
+      await expectDuoError(client.healthCheck(), 'duo_invalid_client');
+    }
+    expect(server.requests).toHaveLength(12);
+    // undici hands a socket back to its pool one event-loop turn after the answer: a call made in
+    // the same turn (signing is synchronous) may open a second connection. Never one per call.
+    expect(server.connections).toBeLessThanOrEqual(2);
   });
 
   it('maxConcurrentRequests 1: a second concurrent call fails at once with duo_overloaded (503)', async () => {
