@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import type { INestApplication, Type } from '@nestjs/common';
+import type { DynamicModule, INestApplication, Type } from '@nestjs/common';
 import supertest from 'supertest';
 import { DuoService, type DuoEvent, type DuoModuleOptions } from '../../src/index.js';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
@@ -66,6 +66,8 @@ export interface TestAppOptions {
   globalFilter?: 'plain' | 'base';
   /** Leave out the @DuoCallback() route. */
   noCallbackRoute?: boolean;
+  /** More modules for the app module to import (e.g. @nestjs/throttler with its global guard). */
+  imports?: Array<Type | DynamicModule>;
   /** Session middleware settings beyond the defaults used here. */
   session?: { rolling?: boolean; saveUninitialized?: boolean };
   /** Cookie settings beyond the defaults used here. */
@@ -91,6 +93,7 @@ export async function createTestApp(emulator: DuoEmulator, options: TestAppOptio
     adapter: options.adapter,
     globalGuard: options.globalGuard,
     globalFilter: options.globalFilter,
+    ...(options.imports ? { imports: options.imports } : {}),
     session: options.noSession
       ? false
       : {

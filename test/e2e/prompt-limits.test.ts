@@ -4,10 +4,20 @@
  * Retry-After), the event, the off switch, and that nothing reaches Duo once a
  * limit is hit.
  */
+import { Module } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { ThrottlerGuard, ThrottlerModule } from '@nestjs/throttler';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { DuoModuleOptions, DuoPromptLimitedEvent } from '../../src/index.js';
 import type { DuoEmulator } from '../../src/testing/index.js';
 import { PLATFORMS, loginWithDuo, perTestApps, type TestApp } from './fixtures.js';
+
+/** @nestjs/throttler as an app binds it: its module, and its guard for every route. */
+@Module({
+  imports: [ThrottlerModule.forRoot([{ ttl: 60_000, limit: 8 }])],
+  providers: [{ provide: APP_GUARD, useClass: ThrottlerGuard }],
+})
+class AppThrottlerModule {}
 
 describe.each(PLATFORMS)('promptLimits on %s', (adapter) => {
   const suite = perTestApps(adapter);
@@ -92,6 +102,29 @@ describe.each(PLATFORMS)('promptLimits on %s', (adapter) => {
     const other = off.agent();
     await other.post('/login').send({ username: 'alice' }).expect(201);
     for (let i = 0; i < 12; i++) await other.get('/account').set('Accept', 'text/html').expect(303);
+  });
+
+  it('works beside @nestjs/throttler: a login passes both, each limit answers with its own 429', async () => {
+    const t = await suite.app({ duo: { promptLimits: { perUser: { max: 2, windowSeconds: 60 } } }, imports: [AppThrottlerModule] });
+    const agent = t.agent();
+    const { callback } = await loginWithDuo(emulator, agent, 'alice'); // POST /login, GET /account, the callback: 3 requests
+    expect(callback.status).toBe(303);
+    await agent.get('/account').set('Accept', 'text/html').expect(200);
+    // A second user, one prompt under our limit, then ours refuses before the throttler's limit of 8 is reached.
+    const bob = t.agent();
+    await bob.post('/login').send({ username: 'bob' }).expect(201);
+    await bob.get('/account').set('Accept', 'text/html').expect(303);
+    await bob.get('/account').set('Accept', 'text/html').expect(303);
+    const ours = await bob.get('/account').set('Accept', 'application/json').expect(429);
+    expect(ours.body.error).toBe('prompt_rate_limited');
+    // The throttler counts requests per client IP on its own, and answers with its own 429.
+    let theirs;
+    for (let i = 0; i < 10 && !theirs; i++) {
+      const res = await t.agent().get('/').set('Accept', 'application/json');
+      if (res.status === 429) theirs = res;
+    }
+    expect(theirs?.body.error).not.toBe('prompt_rate_limited');
+    expect(theirs?.body.message).toMatch(/ThrottlerException: Too Many Requests/);
   });
 
   it('refuses a wrong promptLimits option at startup, naming it', async () => {
