@@ -195,24 +195,25 @@ export async function benchMemory(options: MemoryOptions = {}): Promise<ResultRo
   const concurrency = options.concurrency ?? 16;
   const rows: ResultRow[] = [];
 
-  const stack = await startStack({ app: { fakeClock: true, duo: { transactionTtlSeconds: TRANSACTION_TTL_SECONDS } } });
-  try {
-    rows.push(...(await sessionSizes(stack)));
-    rows.push(await heap(stack, count, concurrency));
-  } finally {
-    await stack.stop();
-  }
-
+  // Redis first: without a redis-server the run stops at once, with the install command, not after the heap part.
   const redis = await RedisServer.start();
   try {
     const redisStack = await startStack({ app: { redisUrl: redis.url, duo: { transactionTtlSeconds: TRANSACTION_TTL_SECONDS } } });
     try {
-      rows.splice(2, 0, ...(await redisSizes(redisStack)));
+      rows.push(...(await redisSizes(redisStack)));
     } finally {
       await redisStack.stop();
     }
   } finally {
     await redis.stop();
+  }
+
+  const stack = await startStack({ app: { fakeClock: true, duo: { transactionTtlSeconds: TRANSACTION_TTL_SECONDS } } });
+  try {
+    rows.unshift(...(await sessionSizes(stack)));
+    rows.push(await heap(stack, count, concurrency));
+  } finally {
+    await stack.stop();
   }
   return rows;
 }
