@@ -50,6 +50,8 @@ const HEADER_JWT = base64url(JSON.stringify({ alg: DUO_JWT_ALG, typ: 'JWT' }));
  * Dates, Maps and the like are refused, as structuredClone would drop their
  * prototypes (and any toJSON) where JSON.stringify alone would not.
  */
+const ARRAY_INDEX = /^(?:0|[1-9][0-9]*)$/;
+
 function isPlainObject(value: object): boolean {
   const prototype = Object.getPrototypeOf(value) as unknown;
   return (prototype === Object.prototype || prototype === null) && !isProxy(value);
@@ -77,6 +79,11 @@ function unsignable(value: unknown, ancestors: object[]): string | undefined {
       try {
         if (Array.isArray(value)) {
           if (isProxy(value)) return ': is a Proxy';
+          // Properties beyond the elements: JSON.stringify skips them, structuredClone (jose) copies them, and
+          // refuses a function among them. Index keys come first in Object.keys, so the last one tells.
+          const keys = Object.keys(value);
+          const last = keys.length === 0 ? undefined : keys[keys.length - 1]!;
+          if (last !== undefined && !(ARRAY_INDEX.test(last) && Number(last) < value.length)) return ': is an array with properties besides its elements';
           for (let i = 0; i < value.length; i++) {
             const problem = unsignable(value[i], ancestors);
             if (problem !== undefined) return `[${i}]${problem}`;

@@ -290,6 +290,16 @@ describe('signJwt refuses what jose refuses', () => {
     await expectBothRefuse({ sub: 'alice', toJSON: () => ({ sub: 'mallory' }) }, /claim toJSON: is a function/);
   });
 
+  it('an array with properties besides its elements (jose clones them, and refuses a function among them)', async () => {
+    const list: unknown[] & { fn?: () => number } = [1, 2];
+    list.fn = () => 1;
+    await expectBothRefuse({ list }, /claim list: is an array with properties besides its elements/);
+    // Stricter than jose, never different: a string property jose would sign (and JSON.stringify drop) is refused too.
+    const tagged: unknown[] & { tag?: string } = [1];
+    tagged.tag = 'x';
+    expect(() => signJwtSync(key, { tagged } as JWTPayload)).toThrow(/is an array with properties besides its elements/);
+  });
+
   it('cycles', async () => {
     const claims: Record<string, unknown> = { sub: 'alice' };
     claims.self = { back: claims };
