@@ -7,9 +7,9 @@ import type { DuoErrorCode } from './duo.errors.js';
 
 /**
  * The two commands the store sends, `EVALSHA` and `EVAL`, as node-redis
- * spells them on `createClient()` and `createCluster()` (v5, and v4, whose
- * options have the same shape). A cluster routes both by `keys[0]`. Typed
- * here so that the package does not depend on `redis` at runtime.
+ * spells them on `createClient()` and `createCluster()` (v6 and v5, tested;
+ * v4's options have the same shape). A cluster routes both by `keys[0]`.
+ * Typed here so that the package does not depend on `redis` at runtime.
  */
 export interface RedisTransactionClient {
   eval(script: string, options: RedisScriptOptions): Promise<unknown>;
@@ -187,6 +187,13 @@ const TAKE_SCRIPT = script(TAKE);
  * DuoModule.forRoot({ ..., transactionStore: new RedisTransactionStore(redis) });
  * ```
  *
+ * On a Redis Cluster, pass `createCluster()` with the same `defaults`, and
+ * with node-redis 6 set `topologyRefreshOnReconnectionAttemptStrategy: 500`:
+ * after a master dies, the client reads the slot map again while the node
+ * keeps failing to reconnect, and so finds the promoted replica (node-redis 5
+ * re-reads it only on MOVED/ASK, which a dead node never sends). See the
+ * README, "Running several instances".
+ *
  * Client errors propagate; the module answers them with 503 `store_unavailable`.
  */
 export class RedisTransactionStore implements DuoTransactionStore {
@@ -199,7 +206,7 @@ export class RedisTransactionStore implements DuoTransactionStore {
     if (!candidate || typeof candidate !== 'object' || typeof candidate.eval !== 'function' || typeof candidate.evalSha !== 'function') {
       const ioredis = !!candidate && typeof candidate === 'object' && typeof candidate.evalsha === 'function';
       throw new DuoConfigError(
-        'RedisTransactionStore needs a node-redis client (createClient() or createCluster() from the "redis" package, v4 or v5): ' +
+        'RedisTransactionStore needs a node-redis client (createClient() or createCluster() from the "redis" package, v5 or v6): ' +
           `an object with eval() and evalSha() methods taking { keys, arguments }${ioredis ? '. ioredis is not supported: its eval and evalsha take other arguments' : ''}.`,
       );
     }

@@ -1,8 +1,9 @@
+import { createCluster } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DuoEmulator } from '../../src/testing/index.js';
 import { RedisCluster, type ClusterNode } from '../support/redis-cluster.js';
 import { serverVersion } from '../support/redis-server.js';
-import { CONNECT_REDIS_10, NODE_REDIS_6, type StoreClient } from './clients.js';
+import { CONNECT_REDIS_10, type StoreClient } from './clients.js';
 import { CookieJar, pathOf, request, startInstance, type Instance } from './instances.js';
 
 /**
@@ -22,8 +23,21 @@ import { CookieJar, pathOf, request, startInstance, type Instance } from './inst
  * failing until the dead node was back.
  */
 
-/** The settings the README gives for a cluster: fail at once, reconnect every 100 ms, re-read the slots after 500 ms of failing. */
-const CLUSTER_CLIENT = { connectTimeoutMs: 1000, reconnectMs: 100, topologyRefreshMs: 500 };
+/** The cluster client as the README sets it up ("Running several instances"), option for option. */
+async function connectAsTheReadmeSays(rootUrls: string[]): Promise<StoreClient> {
+  const redis = createCluster({
+    rootNodes: rootUrls.map((url) => ({ url })),
+    defaults: {
+      disableOfflineQueue: true,
+      pingInterval: 1000,
+      socket: { connectTimeout: 1000, socketTimeout: 5000, reconnectStrategy: (retries) => Math.min(retries * 50, 200) },
+    },
+    topologyRefreshOnReconnectionAttemptStrategy: 500,
+  });
+  redis.on('error', () => {}); // the app logs these; here the kill causes them on purpose
+  await redis.connect();
+  return redis;
+}
 /** The target: logins work again within this long after cluster_state is ok. */
 const RECOVERY_TARGET_MS = 2000;
 
@@ -37,7 +51,7 @@ beforeAll(async () => {
   [cluster, emulator] = await Promise.all([RedisCluster.start({ masters: 3, replicasPerMaster: 1, nodeTimeoutMs: 1000 }), DuoEmulator.start()]);
   instances = await Promise.all(
     ['A', 'B', 'C'].map((name) =>
-      startInstance(name, { connect: () => NODE_REDIS_6.connectCluster({ rootUrls: cluster.urls, ...CLUSTER_CLIENT }), sessions: CONNECT_REDIS_10 }, emulator),
+      startInstance(name, { connect: () => connectAsTheReadmeSays(cluster.urls), sessions: CONNECT_REDIS_10 }, emulator),
     ),
   );
 }, 40_000);

@@ -12,9 +12,10 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 export interface ClusterNode {
   readonly index: number;
-  readonly port: number;
-  readonly busPort: number;
-  readonly url: string;
+  /** Chosen at start, kept for restarts. */
+  port: number;
+  busPort: number;
+  url: string;
   /** Cluster node id (CLUSTER MYID). */
   id: string;
 }
@@ -58,13 +59,10 @@ export class RedisCluster {
     const count = masters * (1 + replicas);
     const dir = mkdtempSync(join(tmpdir(), 'duo-redis-cluster-'));
     const nodes: ClusterNode[] = [];
-    for (let index = 0; index < count; index++) {
-      const [port, busPort] = [await freePort(), await freePort()];
-      nodes.push({ index, port, busPort, url: `redis://${HOST}:${port}`, id: '' });
-    }
+    for (let index = 0; index < count; index++) nodes.push({ index, port: 0, busPort: 0, url: '', id: '' });
     const cluster = new RedisCluster(nodes, dir, options.nodeTimeoutMs ?? 1000);
     try {
-      await Promise.all(nodes.map((node) => cluster.#spawn(node)));
+      await Promise.all(nodes.map((node) => cluster.#spawnOnFreePorts(node)));
       for (const node of nodes) node.id = String(await cluster.#admin(node).sendCommand(['CLUSTER', 'MYID']));
       const addresses = nodes.map((node) => `${HOST}:${node.port}`);
       await run(redisCliBinary(), ['--cluster', 'create', ...addresses, '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 20_000 }).catch(
@@ -230,6 +228,23 @@ export class RedisCluster {
     return node;
   }
 
+  /** A free port can be taken between the probe and the bind (other suites start servers too): try a few. */
+  async #spawnOnFreePorts(node: ClusterNode): Promise<void> {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      [node.port, node.busPort] = [await freePort(), await freePort()];
+      node.url = `redis://${HOST}:${node.port}`;
+      try {
+        await this.#spawn(node);
+        return;
+      } catch (error) {
+        lastError = error;
+        rmSync(join(this.#dir, `nodes-${node.index}.conf`), { force: true }); // the failed attempt's node config
+      }
+    }
+    throw lastError;
+  }
+
   async #spawn(node: ClusterNode): Promise<void> {
     const args = ['--port', String(node.port), '--bind', HOST, '--cluster-enabled', 'yes', '--cluster-port', String(node.busPort)];
     args.push('--cluster-config-file', join(this.#dir, `nodes-${node.index}.conf`), '--cluster-node-timeout', String(this.#nodeTimeoutMs));
@@ -244,7 +259,7 @@ export class RedisCluster {
     child.once('exit', () => process.removeListener('exit', reap));
     const proc = this.#processes.get(node)!;
     proc.child = child;
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + 10_000;
     for (;;) {
       const admin: RedisClientType = createClient({ url: node.url, socket: { connectTimeout: 1000, reconnectStrategy: false } });
       admin.on('error', () => {});
@@ -256,7 +271,8 @@ export class RedisCluster {
         if (child.exitCode !== null || Date.now() > deadline) {
           child.kill('SIGKILL');
           proc.child = undefined;
-          throw new Error(`cluster node ${node.index} did not start on port ${node.port}: ${String(error)} ${output.trim()}`);
+          const exit = child.exitCode !== null ? `exited with ${child.exitCode}` : 'running, not answering';
+          throw new Error(`cluster node ${node.index} did not start on port ${node.port} (${exit}): ${String(error)} ${output.trim()}`);
         }
         await sleep(25);
       }
