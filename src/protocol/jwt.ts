@@ -43,6 +43,8 @@ const base64url = (text: string): string => Buffer.from(text, 'utf8').toString('
 /** The two headers we send, encoded once: exactly the bytes jose makes of them (JSON.stringify, base64url). */
 const HEADER = base64url(JSON.stringify({ alg: DUO_JWT_ALG }));
 const HEADER_JWT = base64url(JSON.stringify({ alg: DUO_JWT_ALG, typ: 'JWT' }));
+/** An array index as Object.keys writes it. */
+const ARRAY_INDEX = /^(?:0|[1-9][0-9]*)$/;
 
 /**
  * Objects JSON.stringify and jose (structuredClone, then JSON.stringify) turn
@@ -50,8 +52,6 @@ const HEADER_JWT = base64url(JSON.stringify({ alg: DUO_JWT_ALG, typ: 'JWT' }));
  * Dates, Maps and the like are refused, as structuredClone would drop their
  * prototypes (and any toJSON) where JSON.stringify alone would not.
  */
-const ARRAY_INDEX = /^(?:0|[1-9][0-9]*)$/;
-
 function isPlainObject(value: object): boolean {
   const prototype = Object.getPrototypeOf(value) as unknown;
   return (prototype === Object.prototype || prototype === null) && !isProxy(value);
