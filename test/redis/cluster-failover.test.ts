@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DuoEmulator } from '../../src/testing/index.js';
 import { RedisCluster, type ClusterNode } from '../support/redis-cluster.js';
 import { serverVersion } from '../support/redis-server.js';
-import { CONNECT_REDIS_10, type StoreClient } from './clients.js';
+import { CONNECT_REDIS_10, NODE_REDIS_5, NODE_REDIS_6, type StoreClient } from './clients.js';
 import { CookieJar, pathOf, request, startInstance, type Instance } from './instances.js';
 
 /**
@@ -103,6 +103,26 @@ async function verified(on: Instance<StoreClient>, then: Instance<StoreClient>):
   return pending.jar;
 }
 
+/**
+ * The cluster's view after a kill, every 25 ms: when the replica says it is
+ * master, and when every node says cluster_state:ok after that.
+ */
+function watchFailover(replica: ClusterNode, killedAt: number): { promoted?: number; clusterOk?: number; done: Promise<void> } {
+  const marks: { promoted?: number; clusterOk?: number; done: Promise<void> } = { done: Promise.resolve() };
+  marks.done = (async () => {
+    while (marks.clusterOk === undefined && performance.now() - killedAt < 20_000) {
+      try {
+        if (marks.promoted === undefined && (await cluster.role(replica)) === 'master') marks.promoted = performance.now();
+        if (marks.promoted !== undefined && (await cluster.allOk())) marks.clusterOk = performance.now();
+      } catch {
+        // a node busy failing over: ask again
+      }
+      await sleep(25);
+    }
+  })();
+  return marks;
+}
+
 /** Calls `make` until `accept` takes what it made, at most `tries` times. */
 async function until<T>(what: string, tries: number, make: () => Promise<T>, accept: (made: T) => Promise<boolean> | boolean): Promise<T> {
   for (let i = 0; i < tries; i++) {
@@ -158,20 +178,7 @@ describe('Redis Cluster failover (node-redis 6 createCluster, topology refresh 5
     const killedAt = performance.now();
     await cluster.kill(victim);
 
-    // The cluster's view, every 25 ms: when the replica says it is master, and when every node says cluster_state:ok after that.
-    const marks: { promoted?: number; clusterOk?: number } = {};
-    const watching = (async () => {
-      while (marks.clusterOk === undefined && performance.now() - killedAt < 20_000) {
-        try {
-          if (marks.promoted === undefined && (await cluster.role(replica!)) === 'master') marks.promoted = performance.now();
-          if (marks.promoted !== undefined && (await cluster.allOk())) marks.clusterOk = performance.now();
-        } catch {
-          // a node busy failing over: ask again
-        }
-        await sleep(25);
-      }
-    })();
-
+    const marks = watchFailover(replica!, killedAt);
     // Until each instance has finished its pending login: probes on all instances, every 50 ms.
     // Each answer as its status, and for an error its code: `503 session_unavailable`, `200`.
     const statuses = { verifiedThere: new Map<string, number>(), verifiedElsewhere: new Map<string, number>(), unverifiedThere: new Map<string, number>(), callback: new Map<string, number>() };
@@ -203,7 +210,7 @@ describe('Redis Cluster failover (node-redis 6 createCluster, topology refresh 5
       );
       await sleep(50);
     }
-    await watching;
+    await marks.done;
 
     const ms = (at: number | undefined): number => Math.round((at ?? Number.NaN) - killedAt);
     const clusterOk = marks.clusterOk ?? Number.NaN;
@@ -242,6 +249,58 @@ describe('Redis Cluster failover (node-redis 6 createCluster, topology refresh 5
     for (let i = 0; i < 6; i++) {
       const pending = await startLogin(instances[i % 3]!);
       expect((await request(instances[(i + 1) % 3]!, pending.jar, pending.back)).status).toBe(303);
+    }
+  }, 60_000);
+
+  it('for comparison: node-redis 6 with the default refresh (5000 ms) recovers later; node-redis 5 not until the dead node is back', async () => {
+    const defaults = await startInstance('D (node-redis 6, default refresh)', { connect: () => NODE_REDIS_6.connectCluster({ rootUrls: cluster.urls, reconnectMs: 100 }) }, emulator);
+    const five = await startInstance('E (node-redis 5)', { connect: () => NODE_REDIS_5.connectCluster({ rootUrls: cluster.urls, reconnectMs: 100 }) }, emulator);
+    try {
+      const first = await startLogin(defaults);
+      const victim = first.txMaster;
+      const second = await until('pending login on the victim', 40, () => startLogin(five), (made) => made.txMaster === victim);
+      const [replica] = await cluster.replicasOf(victim);
+      await expect.poll(async () => (await cluster.replicaHas(replica!, first.txKey)) && (await cluster.replicaHas(replica!, second.txKey)), { timeout: 5000, interval: 50 }).toBe(true);
+
+      const killedAt = performance.now();
+      await cluster.kill(victim);
+      const marks = watchFailover(replica!, killedAt);
+      let defaultsAt: number | undefined;
+      /** node-redis 5's answers once cluster_state was ok again. */
+      const fiveAnswers = new Map<string, number>();
+      // node-redis 5 is watched for 3 s after cluster_state ok, longer than node-redis 6 needs with either setting.
+      while (performance.now() - killedAt < 25_000 && (defaultsAt === undefined || marks.clusterOk === undefined || performance.now() - marks.clusterOk < 3000)) {
+        if (defaultsAt === undefined && (await request(defaults, first.jar, first.back, { accept: 'application/json' })).status === 303) defaultsAt = performance.now();
+        const afterOk = marks.clusterOk !== undefined;
+        const answer = await request(five, second.jar, second.back, { accept: 'application/json' });
+        const body = (await answer.json().catch(() => ({}))) as { error?: string };
+        const key = `${answer.status} ${body.error ?? ''}`.trim();
+        if (afterOk) fiveAnswers.set(key, (fiveAnswers.get(key) ?? 0) + 1);
+        await sleep(100);
+      }
+      await marks.done;
+      const clusterOk = marks.clusterOk!;
+      await cluster.restart(victim);
+      const restartedAt = performance.now();
+      let fiveAt: number | undefined;
+      while (fiveAt === undefined && performance.now() - restartedAt < 15_000) {
+        if ((await request(five, second.jar, second.back, { accept: 'application/json' })).status === 303) fiveAt = performance.now();
+        else await sleep(100);
+      }
+      console.log(
+        `for comparison: cluster_state ok ${Math.round(clusterOk - killedAt)} ms after kill -9; node-redis 6 with the default refresh logged in again ` +
+          `+${Math.round(defaultsAt! - clusterOk)} ms after it; node-redis 5 answered ${[...fiveAnswers].map(([answer, n]) => `${answer} x${n}`).join(', ')} ` +
+          `in the 3 s after it, and logged in ${Math.round(fiveAt! - restartedAt)} ms after the dead node was started again`,
+      );
+      expect(defaultsAt, 'node-redis 6 with the default refresh recovered by itself').toBeDefined();
+      expect(defaultsAt! - clusterOk).toBeGreaterThanOrEqual(0);
+      expect(fiveAnswers.size, 'node-redis 5 was asked after the failover').toBeGreaterThan(0);
+      const unavailable = ['503 session_unavailable', '503 store_unavailable'];
+      expect([...fiveAnswers.keys()].filter((answer) => !unavailable.includes(answer)), "node-redis 5: the dead master's slots kept failing after the failover").toEqual([]);
+      expect(fiveAt, 'node-redis 5 recovered once the dead node answered again (MOVED)').toBeDefined();
+      await cluster.waitUntilHealthy(cluster.nodes, 3, 15_000);
+    } finally {
+      await Promise.all([defaults.close(), five.close()]);
     }
   }, 60_000);
 });
