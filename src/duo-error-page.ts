@@ -107,6 +107,7 @@ export const DEFAULT_ERROR_PAGE_TEXTS: DuoErrorPageTexts = deepFreeze({
     primary_auth_required: 'Please sign in first',
     session_unavailable: 'Your session is unavailable',
     store_unavailable: 'Sign-in is unavailable',
+    factor_rule_not_met: 'This page needs another kind of Duo sign-in',
   },
   messages: {},
   fallbackTitle: 'The second factor was not passed',

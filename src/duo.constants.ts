@@ -1,8 +1,9 @@
 /**
  * Names shared across the Nest layer (metadata keys, the strategy's name,
- * header and session keys), in one file that imports nothing, so that a
- * decorator and the guard it binds never import each other.
+ * header and session keys), in one file that imports nothing at run time, so
+ * that a decorator and the guard it binds never import each other.
  */
+import type { DuoFactor } from './factor-rules.js';
 
 /** Metadata of `@RequireSecondFactor()`: its options. */
 export const REQUIRE_SECOND_FACTOR = 'nestjs-duo:require-second-factor';
@@ -25,4 +26,19 @@ export interface RequireSecondFactorOptions {
    * this route, and Duo is asked (with `max_age`) to authenticate again.
    */
   maxAge?: number;
+  /**
+   * Factor rule: only a login in which the user used one of these factors at
+   * Duo counts for this route (e.g. `['webauthn']` for phishing-resistant
+   * factors on admin routes). Implies `requireInteraction`. Checked against
+   * the id_token's `auth_context` when the login comes back and on each
+   * request; a value the module does not know never matches.
+   */
+  factors?: readonly DuoFactor[];
+  /**
+   * Factor rule: refuse a login Duo let through without asking the user
+   * (bypass status or code, remembered device, trusted network or location,
+   * an unenrolled user allowed by policy). The route's logins send Duo
+   * `prompt=login`.
+   */
+  requireInteraction?: boolean;
 }

@@ -34,6 +34,8 @@ export const DUO_ERROR_STATUS = {
   session_changed: 401,
   store_unavailable: 503,
   prompt_rate_limited: 429,
+  // Duo passed the user, but not in the way the route's factor rule demands (a known user: forbidden, not unauthenticated).
+  factor_rule_not_met: 403,
 } as const satisfies Record<DuoProtocolErrorCode, number> & Record<string, number>;
 
 /** Every code of nestjs-duo's errors: the protocol's and the Nest layer's. */

@@ -56,7 +56,27 @@ export interface DuoPromptLimitedEvent extends DuoEventBase {
   retryAfterSeconds: number;
 }
 
-export type DuoEvent = DuoPromptStartedEvent | DuoPassedEvent | DuoFailedEvent | DuoBypassedEvent | DuoPromptLimitedEvent;
+/**
+ * Duo passed the user, but the login does not meet the factor rule of the
+ * route that started it (`@RequireSecondFactor({ factors })` or
+ * `requireInteraction`): answered 403 `factor_rule_not_met`; the session keeps
+ * the second factor it had. Duo's values are printable and at most 64 characters.
+ */
+export interface DuoRuleRefusedEvent extends DuoEventBase {
+  type: 'second_factor_rule_refused';
+  username: string;
+  /** Which part of the rule was not met: `factors` (another factor was used) or `interaction` (Duo did not ask the user, or did not confirm it). */
+  rule: 'factors' | 'interaction';
+  /** The route's accepted factors, when its rule names them. */
+  factors?: string[];
+  /** Duo's `auth_context.factor`, `.reason` and `.result`, when they were strings. */
+  factor?: string;
+  reason?: string;
+  result?: string;
+  txid?: string;
+}
+
+export type DuoEvent = DuoPromptStartedEvent | DuoPassedEvent | DuoFailedEvent | DuoBypassedEvent | DuoPromptLimitedEvent | DuoRuleRefusedEvent;
 
 /**
  * Where the module's events go: the `events$` stream and the `onEvent` hook.

@@ -12,6 +12,7 @@ import { PromptLimitError, type PromptLimiter } from './prompt-limits.js';
 import type { BypassMarker, DuoSessionData, VerifiedMarker } from './second-factor.session.js';
 import type { PendingTransaction } from './transaction.store.js';
 import type { DuoErrorCode } from './duo.errors.js';
+import { checkFactorRule, decodeFactorRule, encodeFactorRule, type FactorRuleOutcome, type ResolvedFactorRule } from './factor-rules.js';
 
 /** What the guard does next for a session without a (fresh enough) second factor. */
 export type SecondFactorStart = { kind: 'redirect'; url: string } | { kind: 'bypass'; reason: DuoErrorCode };
@@ -82,13 +83,15 @@ export class DuoFlow {
   /**
    * Starts Duo for this request: health check (cached), new state and nonce,
    * the pending login saved, the prompt URL. With fail mode `open` and Duo
-   * unavailable, marks the session bypassed instead (never for step-up).
+   * unavailable, marks the session bypassed instead (never for step-up, never
+   * for a route with a factor rule). A factor rule sends Duo `prompt=login`
+   * and goes with the pending login, for the callback to check.
    */
-  async start(request: DuoRequest, username: string, returnTo: string, maxAge?: number): Promise<SecondFactorStart> {
+  async start(request: DuoRequest, username: string, returnTo: string, maxAge?: number, rule?: ResolvedFactorRule): Promise<SecondFactorStart> {
     const telemetry = this.context.telemetry;
-    if (!telemetry) return this.#start(request, username, returnTo, maxAge);
+    if (!telemetry) return this.#start(request, username, returnTo, maxAge, rule);
     try {
-      const start = await this.#start(request, username, returnTo, maxAge);
+      const start = await this.#start(request, username, returnTo, maxAge, rule);
       if (start.kind === 'bypass') telemetry.bypassed(start.reason);
       else telemetry.promptStarted(maxAge !== undefined);
       return start;
@@ -98,7 +101,7 @@ export class DuoFlow {
     }
   }
 
-  async #start(request: DuoRequest, username: string, returnTo: string, maxAge?: number): Promise<SecondFactorStart> {
+  async #start(request: DuoRequest, username: string, returnTo: string, maxAge?: number, rule?: ResolvedFactorRule): Promise<SecondFactorStart> {
     const { context } = this;
     const { settings } = context;
     const session = SecondFactorSession.of(request);
@@ -108,8 +111,8 @@ export class DuoFlow {
       await context.cachedHealthCheck();
     } catch (error) {
       const duoError = isDuoError(error) ? error : new DuoError<DuoErrorCode>('duo_upstream_invalid', 'The Duo health check failed unexpectedly.');
-      // Step-up logins never fail open, so they never spend a confirming health check either.
-      if (maxAge === undefined && (await context.health.mayFailOpen(duoError))) {
+      // Step-up logins and factor rules never fail open, so they never spend a confirming health check either.
+      if (maxAge === undefined && rule === undefined && (await context.health.mayFailOpen(duoError))) {
         const now = Date.now();
         session.markBypassed({ username, app: context.application, at: now, until: now + settings.bypassTtlMs, reason: duoError.code as DuoErrorCode });
         context.health.recordBypass(now + settings.bypassTtlMs);
@@ -123,6 +126,8 @@ export class DuoFlow {
     const extras: DuoAuthUrlExtras = {};
     if (settings.appName !== undefined) extras.destAppName = settings.appName;
     if (maxAge !== undefined) extras.maxAge = maxAge;
+    // Without it Duo passes a remembered device without asking, and the rule would refuse that login again and again.
+    if (rule?.promptLogin) extras.promptLogin = true;
     const authorization = await context.client.startAuthorization(username, extras);
     const now = Date.now();
     const transaction: PendingTransaction = {
@@ -134,6 +139,7 @@ export class DuoFlow {
       startedAt: now,
       expiresAt: now + settings.transactionTtlMs,
       ...(maxAge === undefined ? {} : { maxAge }),
+      ...(rule === undefined ? {} : { factorRule: encodeFactorRule(rule) }),
     };
     await this.#storeCall(() => context.store.create(transaction, this.#storeContext(session.writable())));
     context.events.emit({ type: 'prompt_started', at: now, username, ...(maxAge === undefined ? {} : { maxAge }) });
@@ -165,6 +171,8 @@ export class DuoFlow {
     let retryPath: string | undefined;
     /** The user of the pending login, once it was taken: whose failures count toward promptLimits. */
     let known: string | undefined;
+    /** A login Duo passed that the route's factor rule refuses. */
+    let refused: Extract<FactorRuleOutcome, { ok: false }> | undefined;
     try {
       const params = rawQuery(request, CALLBACK_PARAMS);
       const state = params.state!;
@@ -208,6 +216,18 @@ export class DuoFlow {
       );
       // Duo answered a token call: a remembered health failure is out of date.
       context.health.markAnswered();
+      if (transaction.factorRule !== undefined) {
+        const rule = decodeFactorRule(transaction.factorRule);
+        const outcome: FactorRuleOutcome = rule
+          ? checkFactorRule(claims, rule)
+          : { ok: false, rule: 'interaction', message: 'This page has a Duo sign-in rule that could not be read back. Sign in again.', observed: {} };
+        if (!outcome.ok) {
+          // The session keeps what it had: the callback's failure path discards this request's changes.
+          refused = outcome;
+          this.#ruleRefused(transaction.username, outcome, rule, claims);
+          throw new DuoError<DuoErrorCode>('factor_rule_not_met', outcome.message);
+        }
+      }
       const result: SecondFactorResult = { username: transaction.username, returnTo: transaction.returnTo, verified: this.#marker(transaction, claims), claims };
       await this.#record(session, transaction, result);
       context.telemetry?.passed();
@@ -215,7 +235,9 @@ export class DuoFlow {
     } catch (error) {
       if (error instanceof DuoHttpException) throw error;
       const duoError = isDuoError(error) ? error : new DuoError<DuoErrorCode>('duo_upstream_invalid', 'The Duo callback failed unexpectedly.');
-      this.#callbackFailed(duoError, username);
+      // A refused rule had its own event (second_factor_rule_refused); metrics still count it as a failed callback.
+      if (refused === undefined) this.#callbackFailed(duoError, username);
+      else context.telemetry?.callbackFailed(duoError.code);
       if (known !== undefined && context.limiter) await this.#countFailure(context.limiter, known, duoError.code);
       throw new DuoHttpException(duoError, { retryPath: retryPath ?? '/' });
     }
@@ -231,6 +253,8 @@ export class DuoFlow {
       app: this.context.application,
       at: Math.min(now, authAt),
       ...(typeof claims.auth_context?.factor === 'string' ? { factor: claims.auth_context.factor } : {}),
+      ...(typeof claims.auth_context?.reason === 'string' ? { reason: claims.auth_context.reason } : {}),
+      ...(typeof claims.auth_context?.result === 'string' ? { result: claims.auth_context.result } : {}),
       ...(typeof claims.auth_context?.txid === 'string' ? { txid: claims.auth_context.txid } : {}),
       ...(typeof claims.auth_time === 'number' ? { authTime: claims.auth_time } : {}),
       ...(Array.isArray(claims.amr) ? { amr: claims.amr.filter((item): item is string => typeof item === 'string') } : {}),
@@ -254,6 +278,25 @@ export class DuoFlow {
       ...(result.verified.factor ? { factor: result.verified.factor } : {}),
       ...(result.verified.txid ? { txid: result.verified.txid } : {}),
     });
+  }
+
+  /** A login Duo passed that the route's factor rule refuses: the event and a warning, with Duo's values (printable) and never the token. */
+  #ruleRefused(username: string, outcome: Extract<FactorRuleOutcome, { ok: false }>, rule: ResolvedFactorRule | undefined, claims: DuoIdTokenClaims): void {
+    const { observed } = outcome;
+    const txid = claims.auth_context?.txid;
+    this.context.events.emit({
+      type: 'second_factor_rule_refused',
+      at: Date.now(),
+      username,
+      rule: outcome.rule,
+      ...(rule?.factors === undefined ? {} : { factors: [...rule.factors] }),
+      ...observed,
+      ...(typeof txid === 'string' ? { txid: printable(txid, 64) } : {}),
+    });
+    const seen = (['factor', 'reason', 'result'] as const).map((key) => `${key} ${observed[key] === undefined ? 'absent' : JSON.stringify(observed[key])}`).join(', ');
+    this.context.logger.warn(
+      `Duo login of user "${printable(username)}" refused by the route's factor rule (${outcome.rule}${rule?.factors ? `: ${rule.factors.join(', ')}` : ''}); Duo reported ${seen}.`,
+    );
   }
 
   /**

@@ -373,3 +373,52 @@ function observed(evidence: FactorEvidence): ObservedFactor {
     ...(evidence.result === undefined ? {} : { result: printable(evidence.result, 64) }),
   };
 }
+
+/**
+ * A resolved rule in the few characters a pending login keeps of it (in the
+ * session or in Redis): the factor names joined by commas, or `*` for a rule
+ * without `factors` (any factor, used interactively).
+ */
+export function encodeFactorRule(rule: ResolvedFactorRule): string {
+  return rule.factors === undefined ? '*' : rule.factors.join(',');
+}
+
+/**
+ * A pending login's rule back from `encodeFactorRule`'s text. Stored data is
+ * not trusted: anything that is not such a text gives `undefined`, and the
+ * callback refuses the login (a rule that cannot be read is not met).
+ */
+export function decodeFactorRule(text: unknown): ResolvedFactorRule | undefined {
+  if (typeof text !== 'string' || text.length === 0 || text.length > 200) return undefined;
+  try {
+    return resolveFactorRule(text === '*' ? { requireInteraction: true } : { factors: text.split(',') as DuoFactor[] });
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resolved rules per options object, so that the guard resolves each route's rule once (the decorator does it at import time). */
+const RESOLVED = new WeakMap<object, ResolvedFactorRule | null>();
+
+/**
+ * The factor rule of `@RequireSecondFactor()`'s options (`factors`,
+ * `requireInteraction`), checked once per options object; `undefined` when
+ * the options set none. A mistake is a DuoConfigError naming `where`.
+ */
+export function factorRuleOf(options: { factors?: readonly DuoFactor[]; requireInteraction?: boolean }, where?: string): ResolvedFactorRule | undefined {
+  const cached = RESOLVED.get(options);
+  if (cached !== undefined) return cached ?? undefined;
+  const given = 'factors' in options || 'requireInteraction' in options || 'factor' in options;
+  const rule = given
+    ? resolveFactorRule(
+        {
+          ...('factors' in options ? { factors: options.factors } : {}),
+          ...('requireInteraction' in options ? { requireInteraction: options.requireInteraction } : {}),
+          ...('factor' in options ? { factor: (options as { factor?: unknown }).factor } : {}),
+        } as FactorRule,
+        where,
+      )
+    : undefined;
+  RESOLVED.set(options, rule ?? null);
+  return rule;
+}

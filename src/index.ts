@@ -9,7 +9,15 @@ export type { DuoTelemetryOptions } from './telemetry.js';
 
 // The service (Duo's SDK workflow, verification, events)
 export { DuoService } from './duo.service.js';
-export type { DuoEvent, DuoPromptStartedEvent, DuoPassedEvent, DuoFailedEvent, DuoBypassedEvent, DuoPromptLimitedEvent } from './duo.events.js';
+export type {
+  DuoEvent,
+  DuoPromptStartedEvent,
+  DuoPassedEvent,
+  DuoFailedEvent,
+  DuoBypassedEvent,
+  DuoPromptLimitedEvent,
+  DuoRuleRefusedEvent,
+} from './duo.events.js';
 export type { DuoStatus } from './duo-health.js';
 export type { DuoPromptLimitOptions, DuoLimitRule, DuoAttemptCounter, DuoAttemptCount } from './prompt-limits.js';
 export type { VerifiedMarker, BypassMarker, DuoSessionData } from './second-factor.session.js';
@@ -19,6 +27,8 @@ export { RequireSecondFactor, SkipSecondFactor } from './require-second-factor.d
 export { SecondFactorGuard } from './second-factor.guard.js';
 export { RETURN_TO_HEADER } from './duo.constants.js';
 export type { RequireSecondFactorOptions } from './duo.constants.js';
+export { DUO_FACTORS } from './factor-rules.js';
+export type { DuoFactor, DuoFactorDescription } from './factor-rules.js';
 export { safeReturnPath } from './request.util.js';
 
 // The callback

@@ -11,11 +11,14 @@ import { DuoError, isDuoError } from './protocol/index.js';
 import { requestPath, safeReturnPath, wantsJson } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
 import type { DuoErrorCode } from './duo.errors.js';
+import { checkFactorEvidence, factorRuleOf, type FactorRuleOutcome, type ResolvedFactorRule } from './factor-rules.js';
 
 /**
  * Lets a request through only when its session passed Duo for the current user
- * (recently enough for step-up routes). Otherwise starts Duo: browsers get a
- * 303 to the prompt, API clients a 401 saying where to go. Bound by
+ * (recently enough for step-up routes, in the way a factor rule demands).
+ * Otherwise starts Duo: browsers get a 303 to the prompt, API clients a 401
+ * (403 `factor_rule_not_met` when the session's login does not meet the
+ * route's factor rule) saying where to go. Bound by
  * `@RequireSecondFactor()`, or globally with APP_GUARD (`@SkipSecondFactor()`
  * for public routes). Override the protected hooks to change a decision.
  */
@@ -46,7 +49,8 @@ export class SecondFactorGuard implements CanActivate {
     const json = type === 'graphql' || wantsJson(request);
     const maxAge = requirement === 'global' ? undefined : requirement.maxAge;
     try {
-      return await this.check(request, maxAge, json);
+      const rule = requirement === 'global' ? undefined : factorRuleOf(requirement, '@RequireSecondFactor()');
+      return await this.check(request, maxAge, json, rule);
     } catch (error) {
       const answer =
         error instanceof DuoHttpException
@@ -89,23 +93,36 @@ export class SecondFactorGuard implements CanActivate {
     return 'global';
   }
 
-  protected async check(request: DuoRequest, maxAge: number | undefined, json = wantsJson(request)): Promise<boolean> {
+  /**
+   * The decision for one request. `rule` is the route's resolved factor rule:
+   * the session's login must meet it (else a new login with `prompt=login`),
+   * and a fail-open bypass never counts for it.
+   */
+  protected async check(request: DuoRequest, maxAge: number | undefined, json = wantsJson(request), rule?: ResolvedFactorRule): Promise<boolean> {
     SecondFactorSession.of(request);
     this.flow.checkSessionCookie(request);
     const username = this.flow.usernameOf(request);
     if (!username) return this.noPrimaryUser(request);
-    if (this.flow.verification(request, maxAge)) return true;
-    if (maxAge === undefined && this.flow.bypass(request)) return true;
+    const marker = this.flow.verification(request, maxAge);
+    let unmet: Extract<FactorRuleOutcome, { ok: false }> | undefined;
+    if (marker) {
+      if (rule === undefined) return true;
+      const outcome = checkFactorEvidence(marker, rule);
+      if (outcome.ok) return true;
+      unmet = outcome;
+    }
+    if (maxAge === undefined && rule === undefined && this.flow.bypass(request)) return true;
 
     const returnTo = json ? safeReturnPath(request.headers[RETURN_TO_HEADER]) : safeReturnPath(requestPath(request));
-    const start = await this.flow.start(request, username, returnTo, maxAge);
+    const start = await this.flow.start(request, username, returnTo, maxAge, rule);
     if (start.kind === 'bypass') return true;
-    const required = new DuoError<DuoErrorCode>(
-      maxAge === undefined ? 'second_factor_required' : 'step_up_required',
-      maxAge === undefined
-        ? 'This page needs a Duo second factor. Open `location` in the browser (a full-page navigation) to pass it.'
-        : `This page needs a Duo second factor from the last ${maxAge} seconds. Open \`location\` in the browser (a full-page navigation) to pass it.`,
-    );
+    const open = 'Open `location` in the browser (a full-page navigation) to pass it.';
+    const required = unmet
+      ? new DuoError<DuoErrorCode>('factor_rule_not_met', `${unmet.message} Open \`location\` in the browser (a full-page navigation) to sign in with Duo again.`)
+      : new DuoError<DuoErrorCode>(
+          maxAge === undefined ? 'second_factor_required' : 'step_up_required',
+          maxAge === undefined ? `This page needs a Duo second factor. ${open}` : `This page needs a Duo second factor from the last ${maxAge} seconds. ${open}`,
+        );
     if (json) throw new DuoHttpException(required, { location: start.url });
     throw new DuoHttpException(required, { redirectTo: start.url });
   }

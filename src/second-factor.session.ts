@@ -31,7 +31,10 @@ export interface VerifiedMarker {
    * clock offset when that is older. Step-up routes compare their `maxAge` with it.
    */
   at: number;
+  /** Duo's `auth_context.factor`, `.reason` and `.result`, as the id_token had them: what factor rules are checked against on each request. */
   factor?: string;
+  reason?: string;
+  result?: string;
   txid?: string;
   /** Duo's `auth_time`, seconds since the epoch. */
   authTime?: number;

@@ -12,6 +12,13 @@ export interface PendingTransaction {
   expiresAt: number;
   /** The step-up age this login was started for, in seconds. */
   maxAge?: number;
+  /**
+   * The factor rule of the route that started this login, compactly: its
+   * factor names joined by commas, or `*` for `requireInteraction` alone.
+   * The callback checks Duo's id_token against it. A store must keep it as
+   * given, or refuse the login.
+   */
+  factorRule?: string;
 }
 
 /** The part of the module's session data a store works with: the session's binding and, for the in-session store, its pending logins. */
@@ -94,6 +101,7 @@ function isTransaction(value: unknown, state: string): value is PendingTransacti
     typeof tx.binding === 'string' &&
     Number.isFinite(tx.startedAt) &&
     Number.isFinite(tx.expiresAt) &&
-    (tx.maxAge === undefined || Number.isFinite(tx.maxAge))
+    (tx.maxAge === undefined || Number.isFinite(tx.maxAge)) &&
+    (tx.factorRule === undefined || typeof tx.factorRule === 'string')
   );
 }

@@ -10,6 +10,7 @@ import * as root from '../../src/index.js';
 import * as terminus from '../../src/terminus/index.js';
 
 const ROOT = [
+  'DUO_FACTORS',
   'DUO_MODULE_OPTIONS',
   'DuoCallback',
   'DuoCallbackResult',
