@@ -11,7 +11,7 @@ import { audienceIs } from './client-assertion.js';
 import { PATH_DECISION, TRANSACTION_TTL_MS } from './emulator.constants.js';
 import { parseForm, uniqueParams, type HttpExchange } from './emulator.http.js';
 import { renderErrorPage, renderPromptPage } from './emulator.page.js';
-import type { EmulatorState, TransactionRecord } from './emulator.state.js';
+import { REMEMBERED_DEVICE_CONTEXT, type AuthContextValues, type EmulatorState, type TransactionRecord } from './emulator.state.js';
 import type { DuoEmulatorAuthorizeRequest } from './emulator.types.js';
 
 export async function authorizeEndpoint(state: EmulatorState, exchange: HttpExchange, query: URLSearchParams): Promise<void> {
@@ -93,11 +93,17 @@ export async function authorizeEndpoint(state: EmulatorState, exchange: HttpExch
     redirectUri,
     state: requestState,
     useDuoCodeAttribute: asked.useDuoCodeAttribute,
+    promptLogin: prompt === 'login',
     ...(nonce === undefined ? {} : { nonce }),
     ...describeAccessDevice(exchange.req),
     expiresAtMs: Date.now() + TRANSACTION_TTL_MS,
   };
 
+  // A remembered device: Duo lets the user through without a prompt, whatever they would answer, unless prompt=login.
+  if (state.rememberedDevice && !transaction.promptLogin) {
+    exchange.redirect(302, decide(state, transaction, 'approve'), 'approved (remembered device)');
+    return;
+  }
   if (state.mode === 'prompt') {
     const transactionId = randomToken(32);
     state.transactions.add(transactionId, transaction);
@@ -106,7 +112,7 @@ export async function authorizeEndpoint(state: EmulatorState, exchange: HttpExch
       ...(destAppName === undefined ? {} : { appName: destAppName }),
       transactionId,
       action: PATH_DECISION,
-      factor: state.factor,
+      factor: state.authContext.factor ?? '(not reported)',
       expiresInSeconds: TRANSACTION_TTL_MS / 1000,
       // A step-up: the page says why it asks again.
       ...(maxAge === undefined ? {} : { maxAgeSeconds: maxAge }),
@@ -151,6 +157,7 @@ function decide(state: EmulatorState, transaction: TransactionRecord, decision: 
       accessIp: transaction.accessIp,
       browser: transaction.browser,
       os: transaction.os,
+      authContext: authContextOf(state, transaction),
     });
     state.stats.codesIssued++;
     location.searchParams.set(transaction.useDuoCodeAttribute ? 'duo_code' : 'code', code);
@@ -160,6 +167,11 @@ function decide(state: EmulatorState, transaction: TransactionRecord, decision: 
   }
   location.searchParams.set('state', transaction.state);
   return location.href;
+}
+
+/** What this login's id_token reports: a remembered device's values when Duo skipped the prompt, else the ones set for the next logins. */
+function authContextOf(state: EmulatorState, transaction: TransactionRecord): AuthContextValues {
+  return state.rememberedDevice && !transaction.promptLogin ? REMEMBERED_DEVICE_CONTEXT : state.authContext;
 }
 
 function isRedirectUri(value: string): boolean {

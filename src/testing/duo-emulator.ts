@@ -2,11 +2,12 @@ import { inspect } from 'node:util';
 import { API_HOST } from './emulator.constants.js';
 import { EmulatorBrowser } from './emulator.browser.js';
 import type { DuoEmulatorFailure } from './emulator.defects.js';
-import { checkClockOffset, checkMode, checkOptions, resolveFailure } from './emulator.options.js';
+import { checkClockOffset, checkMode, checkOptions, checkRememberedDevice, resolveAuthContext, resolveFailure } from './emulator.options.js';
 import { requestListener } from './emulator.router.js';
 import { EmulatorServer } from './emulator.server.js';
 import { EmulatorState, zeroStats } from './emulator.state.js';
 import type {
+  DuoEmulatorAuthContext,
   DuoEmulatorAuthorizeRequest,
   DuoEmulatorClientOptions,
   DuoEmulatorFailureOptions,
@@ -69,6 +70,49 @@ export class DuoEmulator {
     this.#state.mode = checkMode(mode);
   }
 
+  /** What the id_tokens of the next logins report in `auth_context` (factor, reason, result; null: left out). */
+  get authContext(): Required<DuoEmulatorAuthContext> {
+    return { ...this.#state.authContext };
+  }
+
+  /**
+   * Sets what the id_tokens of the next logins report in `auth_context`, e.g.
+   * `{ factor: 'WebAuthn Security Key' }` for a security key, `{ factor:
+   * 'bypass_code', reason: 'bypass_user' }` for a user in bypass status,
+   * `{ factor: 'trusted_network', reason: 'trusted_network' }` for an
+   * authorized network, `{ factor: 'not_available', reason:
+   * 'allow_unenrolled_user' }` for an unenrolled user let through by policy.
+   * Keys left out keep their value; `null` leaves the claim out of the token.
+   * Each login keeps the values set when it was decided (the user approved or
+   * Duo skipped the prompt). Values are Duo's raw text, sent as given, known
+   * or not. `reset()` goes back to the start's (`factor` option or
+   * `duo_push`, `user_approved`, `success`).
+   */
+  setAuthContext(context: DuoEmulatorAuthContext): void {
+    this.#state.authContext = resolveAuthContext(context, this.#state.authContext);
+  }
+
+  /** Shorthand for `setAuthContext({ factor })`. */
+  setFactor(factor: string | null): void {
+    this.setAuthContext({ factor });
+  }
+
+  /** Whether a remembered device lets logins through without a prompt (`setRememberedDevice`). */
+  get rememberedDevice(): boolean {
+    return this.#state.rememberedDevice;
+  }
+
+  /**
+   * Emulates a remembered device (Duo's "remember me" policy): while on, a
+   * login that did not send `prompt=login` passes at once, without a prompt
+   * and whatever the mode, and its id_token reports factor and reason
+   * `remembered_device`. A login with `prompt=login` is asked as usual and
+   * reports the values of `setAuthContext()`. Off after `reset()`.
+   */
+  setRememberedDevice(on: boolean): void {
+    this.#state.rememberedDevice = checkRememberedDevice(on);
+  }
+
   /** The failure switched on (`none`: none). */
   get failure(): DuoEmulatorFailure {
     return this.#state.failure.failure;
@@ -110,10 +154,13 @@ export class DuoEmulator {
 
   /**
    * Back to how the emulator started, for a `beforeEach`: its first mode, no
-   * failure, no clock offset, zeroed stats. Codes and jtis already used stay used.
+   * failure, no clock offset, its first auth_context, no remembered device,
+   * zeroed stats. Codes and jtis already used stay used.
    */
   reset(): void {
     this.setMode(this.#state.initialMode);
+    this.#state.authContext = this.#state.initialAuthContext;
+    this.#state.rememberedDevice = false;
     this.setFailure('none');
     this.setClockOffset(0);
     this.resetStats();

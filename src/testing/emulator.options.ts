@@ -2,7 +2,8 @@
 import { ALL_ENDPOINTS } from './emulator.constants.js';
 import { DEFECTS, isFailure, type DuoEmulatorFailure } from './emulator.defects.js';
 import type { FailureSetting } from './emulator.state.js';
-import type { DuoEmulatorFailureOptions, DuoEmulatorMode, DuoEmulatorOptions } from './emulator.types.js';
+import type { AuthContextValues } from './emulator.state.js';
+import type { DuoEmulatorAuthContext, DuoEmulatorFailureOptions, DuoEmulatorMode, DuoEmulatorOptions } from './emulator.types.js';
 
 const MODES: ReadonlySet<string> = new Set<DuoEmulatorMode>(['approve', 'deny', 'prompt']);
 
@@ -63,6 +64,35 @@ export function resolveFailure(failure: DuoEmulatorFailure, options: DuoEmulator
     slowMs,
     retryAfter: retryAfter === undefined ? undefined : String(retryAfter),
   };
+}
+
+const AUTH_CONTEXT_KEYS: ReadonlySet<string> = new Set(['factor', 'reason', 'result']);
+/** Duo's values are short printable text (the WebAuthn factors have spaces). */
+const AUTH_CONTEXT_VALUE = /^[\x20-\x7e]{1,64}$/;
+
+/** `setAuthContext`'s argument, checked, over the values set before (a key left out keeps its value). */
+export function resolveAuthContext(context: DuoEmulatorAuthContext, current: AuthContextValues): AuthContextValues {
+  if (context === null || typeof context !== 'object' || Array.isArray(context)) {
+    throw new TypeError('setAuthContext: pass an object like { factor: "WebAuthn Security Key", reason: "user_approved", result: "success" }.');
+  }
+  for (const key of Object.keys(context)) {
+    if (!AUTH_CONTEXT_KEYS.has(key)) throw new TypeError(`setAuthContext: unknown key ${JSON.stringify(key)}; the keys are factor, reason and result.`);
+  }
+  const next = { ...current };
+  for (const key of ['factor', 'reason', 'result'] as const) {
+    const value = context[key];
+    if (value === undefined) continue;
+    if (value !== null && (typeof value !== 'string' || !AUTH_CONTEXT_VALUE.test(value))) {
+      throw new TypeError(`setAuthContext: ${key} must be 1 to 64 printable ASCII characters (Duo's raw value), or null to leave it out of the token.`);
+    }
+    next[key] = value;
+  }
+  return Object.freeze(next);
+}
+
+export function checkRememberedDevice(on: boolean): boolean {
+  if (typeof on !== 'boolean') throw new TypeError('setRememberedDevice: pass true or false.');
+  return on;
 }
 
 export function checkClockOffset(seconds: number): number {

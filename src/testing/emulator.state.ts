@@ -9,6 +9,16 @@ import type { DuoEmulatorFailure } from './emulator.defects.js';
 import { randomAlphanumeric } from './emulator.random.js';
 import type { DuoEmulatorAuthorizeRequest, DuoEmulatorEndpoint, DuoEmulatorMode, DuoEmulatorOptions, DuoEmulatorStats } from './emulator.types.js';
 
+/** The `auth_context` values of one login (null: left out of the token). */
+export interface AuthContextValues {
+  readonly factor: string | null;
+  readonly reason: string | null;
+  readonly result: string | null;
+}
+
+/** What a remembered device's login reports: Duo did not ask the user. */
+export const REMEMBERED_DEVICE_CONTEXT: AuthContextValues = Object.freeze({ factor: 'remembered_device', reason: 'remembered_device', result: 'success' });
+
 /** One approved login, waiting for its code to be exchanged. */
 export interface CodeRecord {
   username: string;
@@ -19,10 +29,14 @@ export interface CodeRecord {
   accessIp: string;
   browser: string;
   os: string;
+  /** What the id_token reports in auth_context for this login, fixed when the login was decided. */
+  authContext: AuthContextValues;
 }
 
 /** One authorize request accepted, waiting for the user's decision (a prompt shown, in mode `prompt`). */
-export interface TransactionRecord extends Omit<CodeRecord, 'authTime' | 'expiresAtMs'> {
+export interface TransactionRecord extends Omit<CodeRecord, 'authTime' | 'expiresAtMs' | 'authContext'> {
+  /** The request asked for `prompt=login`: a remembered device does not count. */
+  promptLogin: boolean;
   state: string;
   useDuoCodeAttribute: boolean;
   expiresAtMs: number;
@@ -46,7 +60,11 @@ export class EmulatorState {
   readonly clientId: string;
   readonly clientSecret: string;
   readonly key: HsKey;
-  readonly factor: string;
+  /** The auth_context of the next logins (`setAuthContext`). */
+  authContext: AuthContextValues;
+  readonly initialAuthContext: AuthContextValues;
+  /** While true, a login without `prompt=login` passes without a prompt, as a remembered device ("remember me") does at Duo. */
+  rememberedDevice = false;
   readonly codeTtlMs: number;
   readonly initialMode: DuoEmulatorMode;
   /** Set once the server listens. */
@@ -70,7 +88,8 @@ export class EmulatorState {
     this.mode = options.mode ?? 'approve';
     this.initialMode = this.mode;
     this.codeTtlMs = (options.codeTtlSeconds ?? 60) * 1000;
-    this.factor = options.factor ?? 'duo_push';
+    this.initialAuthContext = Object.freeze({ factor: options.factor ?? 'duo_push', reason: 'user_approved', result: 'success' });
+    this.authContext = this.initialAuthContext;
   }
 
   /** Duo's clock, Unix seconds. */

@@ -33,10 +33,25 @@ export interface DuoEmulatorOptions {
   codeTtlSeconds?: number;
   /** Serve HTTPS instead of HTTP. */
   tls?: DuoEmulatorTlsOptions;
-  /** `auth_context.factor` reported in id_tokens; default `duo_push`. */
+  /** `auth_context.factor` reported in id_tokens; default `duo_push`. `setAuthContext()` changes it later. */
   factor?: string;
   /** Receives one line per request (method, path, status, reason). Never a secret, code, token, assertion or state. */
   logger?: (line: string) => void;
+}
+
+/**
+ * What the id_tokens of the next logins report in `auth_context`
+ * (`DuoEmulator.setAuthContext()`): each value is Duo's raw text, e.g.
+ * factor `duo_push`, `WebAuthn Security Key`, `sms_passcode`,
+ * `remembered_device`; reason `user_approved`, `valid_passcode`,
+ * `bypass_user`, `trusted_network`, `allow_unenrolled_user`; result
+ * `success`. `null` leaves the claim out of the token. Values the emulator
+ * does not know are sent as given (to test that a client refuses them).
+ */
+export interface DuoEmulatorAuthContext {
+  factor?: string | null;
+  reason?: string | null;
+  result?: string | null;
 }
 
 /** Duo's three endpoints, as `setFailure` names them: the health check, authorize and token. */

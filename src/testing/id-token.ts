@@ -5,7 +5,7 @@ import { ID_TOKEN_LIFETIME_SECONDS, PATH_TOKEN } from './emulator.constants.js';
 import type { CodeRecord, EmulatorState } from './emulator.state.js';
 
 export function idTokenClaims(state: EmulatorState, record: CodeRecord, now: number): JWTPayload {
-  const factor = state.factor;
+  const { factor, reason, result } = record.authContext;
   const claims: JWTPayload = {
     iss: `${state.baseUrl}${PATH_TOKEN}`,
     aud: state.clientId,
@@ -14,23 +14,23 @@ export function idTokenClaims(state: EmulatorState, record: CodeRecord, now: num
     iat: now,
     auth_time: record.authTime,
     preferred_username: record.username,
-    amr: ['mfa', amrFor(factor)],
+    amr: amrFor(factor, reason),
     auth_result: { result: 'allow', status: 'allow', status_msg: 'Login Successful' },
     auth_context: {
       txid: randomUUID(),
       timestamp: record.authTime,
       isotimestamp: new Date(record.authTime * 1000).toISOString(),
       event_type: 'authentication',
-      factor,
-      reason: 'user_approved',
-      result: 'success',
+      ...(factor === null ? {} : { factor }),
+      ...(reason === null ? {} : { reason }),
+      ...(result === null ? {} : { result }),
       alias: '',
       email: '',
       user: { name: record.username, key: userKey(state.clientId, record.username), groups: [] },
       application: { name: 'Web SDK (Duo emulator)', key: state.clientId },
       auth_device: {
         ip: '192.0.2.10',
-        name: factor === 'duo_push' ? 'Emulated phone (Duo Mobile)' : 'Emulated device',
+        name: factor === 'duo_push' ? 'Emulated phone (Duo Mobile)' : factor?.startsWith('WebAuthn ') ? 'Emulated security key' : 'Emulated device',
         location: { city: 'Ann Arbor', state: 'Michigan', country: 'United States' },
       },
       access_device: {
@@ -46,13 +46,25 @@ export function idTokenClaims(state: EmulatorState, record: CodeRecord, now: num
   return claims;
 }
 
-/** RFC 8176 method for the factor. */
-function amrFor(factor: string): string {
-  if (factor === 'sms_passcode' || factor === 'sms') return 'sms';
-  if (factor.includes('passcode') || factor === 'hardware_token') return 'otp';
-  if (factor === 'webauthn' || factor === 'security_key') return 'hwk';
-  if (factor === 'phone_call') return 'tel';
-  return 'swk';
+/** Reasons of a login in which the user did something at Duo. */
+const INTERACTIVE_REASONS: ReadonlySet<string> = new Set(['user_approved', 'valid_passcode']);
+
+/**
+ * `amr` for the login: `mfa` and the RFC 8176 method of the factor when the
+ * user was asked; empty when Duo let the user through without asking (a
+ * remembered device, a bypass, a trusted network), as Duo may send it empty.
+ * Duo documents only the example `["mfa","otp"]`: this mapping is the
+ * emulator's own, and nestjs-duo's factor rules do not read `amr`.
+ */
+function amrFor(factor: string | null, reason: string | null): string[] {
+  if (reason === null || !INTERACTIVE_REASONS.has(reason)) return [];
+  if (factor === null) return ['mfa'];
+  if (factor === 'sms_passcode') return ['mfa', 'sms'];
+  // WebAuthn (security keys, Touch ID, passkeys) and U2F: a hardware-bound key, and a user presence test.
+  if (factor.startsWith('WebAuthn ') || factor === 'u2f_token') return ['mfa', 'hwk', 'user'];
+  if (factor.includes('passcode') || factor.includes('token') || factor === 'yubikey_code') return ['mfa', 'otp'];
+  if (factor === 'phone_call') return ['mfa', 'tel'];
+  return ['mfa', 'swk'];
 }
 
 /** A stable, Duo-looking user key (DU + 18 characters) for a username. */
