@@ -12,7 +12,10 @@ import {
   DUO_UNNAMED_FACTOR_VALUES,
   checkFactorEvidence,
   checkFactorRule,
+  decodeFactorRule,
+  encodeFactorRule,
   factorEvidence,
+  factorRuleOf,
   resolveFactorRule,
   type DuoFactor,
   type FactorRule,
@@ -349,5 +352,43 @@ describe('factorEvidence and checkFactorEvidence', () => {
       'You used a phone call from Duo.',
     );
     expect(checkFactorEvidence({}, interaction).ok).toBe(false);
+  });
+});
+
+describe('a pending login\'s compact rule (encodeFactorRule / decodeFactorRule)', () => {
+  it('round-trips both kinds of rule in a few characters', () => {
+    const factors = resolveFactorRule({ factors: ['webauthn', 'hardware_token'] })!;
+    expect(encodeFactorRule(factors)).toBe('webauthn,hardware_token');
+    expect(decodeFactorRule('webauthn,hardware_token')).toEqual(factors);
+    const interaction = resolveFactorRule({ requireInteraction: true })!;
+    expect(encodeFactorRule(interaction)).toBe('*');
+    expect(decodeFactorRule('*')).toEqual(interaction);
+  });
+
+  it.each([[''], ['duo_push'], ['webauthn,'], ['WEBAUTHN'], ['constructor'], ['*,push'], [undefined], [42], [['webauthn']], ['push,'.repeat(50)]])(
+    'stored data it did not write (%j) reads as no rule it can check: undefined, and the callback refuses',
+    (text) => {
+      expect(decodeFactorRule(text)).toBeUndefined();
+    },
+  );
+});
+
+describe('factorRuleOf (what the decorator and the guard call)', () => {
+  it('resolves once per options object, and undefined for options without a rule', () => {
+    const options = { factors: ['push'] as DuoFactor[] };
+    const rule = factorRuleOf(options, 'here');
+    expect(rule?.factors).toEqual(['push']);
+    expect(factorRuleOf(options)).toBe(rule);
+    expect(factorRuleOf({})).toBeUndefined();
+    expect(factorRuleOf({ maxAge: 60 } as object)).toBeUndefined();
+    expect(factorRuleOf({ requireInteraction: false })).toBeUndefined();
+    expect(factorRuleOf({ requireInteraction: true })).toMatchObject({ requireInteraction: true, promptLogin: true });
+  });
+
+  it('names the place it is given in a DuoConfigError', () => {
+    expect(() => factorRuleOf({ factors: ['sms_passcode'] as never }, '@RequireSecondFactor() on A.b')).toThrow(
+      /^@RequireSecondFactor\(\) on A\.b: option "factors" has "sms_passcode", which is Duo's raw value for the factor "sms": write "sms"/,
+    );
+    expect(() => factorRuleOf({ factor: 'push' } as never, 'X')).toThrow(DuoConfigError);
   });
 });
