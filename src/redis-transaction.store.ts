@@ -4,6 +4,7 @@ import { isWellFormedState } from './protocol/random.js';
 import type { DuoStoreContext, DuoTransactionStore, PendingTransaction } from './transaction.store.js';
 import { MAX_RETURN_PATH_BYTES } from './request.util.js';
 import type { DuoErrorCode } from './duo.errors.js';
+import { decodeFactorRule } from './factor-rules.js';
 
 /**
  * The two commands the store sends, `EVALSHA` and `EVAL`, as node-redis
@@ -288,7 +289,7 @@ const invalid = (what: string): DuoError<DuoErrorCode> => new DuoError<DuoErrorC
 /** Free text of a record: no control characters (they separate records and fields), and valid UTF-16 so that it comes back unchanged. */
 const plainText = (value: unknown): value is string => typeof value === 'string' && !CONTROL.test(value) && !LONE_SURROGATE.test(value);
 
-/** One pending login as a record: state, expiresAt and its age (base 36, ms), nonce, username, return path, maxAge. */
+/** One pending login as a record: state, expiresAt and its age (base 36, ms), nonce, username, return path, maxAge, factor rule (maxAge '' when only the rule is set). */
 function encode(tx: PendingTransaction): string {
   if (tx === null || typeof tx !== 'object') throw invalid('it is not a transaction');
   if (!isWellFormedState(tx.state)) throw invalid('the state is not 16 to 1024 URL-safe characters');
@@ -304,8 +305,11 @@ function encode(tx: PendingTransaction): string {
     throw invalid('startedAt and expiresAt must be whole milliseconds since the epoch, startedAt not after expiresAt');
   }
   if (tx.maxAge !== undefined && (!Number.isSafeInteger(tx.maxAge) || tx.maxAge < 0)) throw invalid('maxAge must be a whole number of seconds, 0 or more');
+  // The callback checks Duo's answer against the rule: one that could not be read back must not be stored.
+  if (tx.factorRule !== undefined && decodeFactorRule(tx.factorRule) === undefined) throw invalid('the factor rule is not factor names joined by commas, or *');
   const fields = [tx.state, tx.expiresAt.toString(36), (tx.expiresAt - tx.startedAt).toString(36), tx.nonce, tx.username, tx.returnTo];
-  if (tx.maxAge !== undefined) fields.push(tx.maxAge.toString(36));
+  if (tx.maxAge !== undefined || tx.factorRule !== undefined) fields.push(tx.maxAge === undefined ? '' : tx.maxAge.toString(36));
+  if (tx.factorRule !== undefined) fields.push(tx.factorRule);
   return fields.join(US);
 }
 
@@ -313,8 +317,12 @@ function encode(tx: PendingTransaction): string {
 function decode(record: string, state: string, binding: string): PendingTransaction | undefined {
   if (record.includes(RS)) return undefined;
   const fields = record.split(US);
-  if (fields.length !== 6 && fields.length !== 7) return undefined;
-  const [storedState, expires, age, nonce, username, returnTo, maxAge] = fields as [string, string, string, string, string, string, string?];
+  if (fields.length < 6 || fields.length > 8) return undefined;
+  const [storedState, expires, age, nonce, username, returnTo, storedMaxAge, factorRule] = fields as [string, string, string, string, string, string, string?, string?];
+  // With a rule, an empty maxAge field stands for none; without one, an empty field is malformed.
+  const maxAge = factorRule !== undefined && storedMaxAge === '' ? undefined : storedMaxAge;
+  // A rule field that is not a rule is a malformed record (absent), never a login without a rule.
+  if (factorRule !== undefined && decodeFactorRule(factorRule) === undefined) return undefined;
   if (storedState !== state || !isWellFormedState(nonce) || username.length === 0) return undefined;
   const expiresAt = base36(expires);
   const lifetime = base36(age);
@@ -330,6 +338,7 @@ function decode(record: string, state: string, binding: string): PendingTransact
     startedAt: expiresAt - lifetime,
     expiresAt,
     ...(step === undefined ? {} : { maxAge: step }),
+    ...(factorRule === undefined ? {} : { factorRule }),
   };
 }
 
