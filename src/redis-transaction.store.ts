@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { DuoConfigError, DuoError } from './protocol/index.js';
 import { isWellFormedState } from './protocol/random.js';
 import type { DuoStoreContext, DuoTransactionStore, PendingTransaction } from './transaction.store.js';
+import type { DuoAttemptCount } from './prompt-limits.js';
 import { MAX_RETURN_PATH_BYTES } from './request.util.js';
 import type { DuoErrorCode } from './duo.errors.js';
 import { decodeFactorRule } from './factor-rules.js';
@@ -145,6 +146,28 @@ const CREATE_SCRIPT = script(CREATE);
 const TAKE_SCRIPT = script(TAKE);
 
 /**
+ * One count of the prompt limits (push-flood protection): a fixed window that
+ * starts with its first hit, in one key, atomic on a single Redis or a Cluster
+ * (one key per call). ARGV: the increment (0 only reads, and creates nothing),
+ * the window in ms. Returns { count, ms until the window ends }.
+ */
+const COUNT = `
+if ARGV[1] == '0' then
+  local value = redis.call('GET', KEYS[1])
+  if not value then return {0, 0} end
+  return {tonumber(value), redis.call('PTTL', KEYS[1])}
+end
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  ttl = tonumber(ARGV[2])
+end
+return {count, ttl}
+`;
+const COUNT_SCRIPT = script(COUNT);
+
+/**
  * Pending Duo logins in Redis, for apps running several instances: a login
  * started on one instance can finish on another, and of any number of
  * callbacks carrying one state, on any instances, exactly one takes it.
@@ -245,6 +268,21 @@ export class RedisTransactionStore implements DuoTransactionStore {
     const record = text(reply);
     if (record === undefined) throw new Error('RedisTransactionStore: unexpected reply from Redis to take; nothing is assumed found.');
     return decode(record, state, binding);
+  }
+
+  /**
+   * The prompt limits' counts (`promptLimits`), kept in Redis so that every
+   * instance sees the same ones: the module uses this store as its counter.
+   * The key is the limiter's digest (never a username or an address).
+   */
+  async countAttempt(key: string, windowMs: number, increment: 0 | 1): Promise<DuoAttemptCount> {
+    if (typeof key !== 'string' || !/^duo:limit:[a-z_]+:[\w-]{1,64}$/.test(key) || !Number.isSafeInteger(windowMs) || windowMs < 1 || (increment !== 0 && increment !== 1)) {
+      throw invalid('a prompt-limit count needs a limit key, a window of 1 ms or more and an increment of 0 or 1');
+    }
+    const reply = await this.#run(COUNT_SCRIPT, `${this.prefix}${key}`, [String(increment), String(windowMs)]);
+    const [count, ttl] = Array.isArray(reply) ? reply : [];
+    if (typeof count !== 'number' || typeof ttl !== 'number') throw new Error('RedisTransactionStore: unexpected reply from Redis to a prompt-limit count.');
+    return { count, resetInMs: Math.max(0, ttl) };
   }
 
   /** The Redis key holding one session's pending logins. */

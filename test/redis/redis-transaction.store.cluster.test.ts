@@ -136,6 +136,16 @@ describe.each(NODE_REDIS_MAJORS.map((each) => [each.name, each] as const))('Redi
     expect(results.filter((result) => result !== undefined)).toEqual([tx]);
   });
 
+  it('keeps the prompt limits\' counts on whatever node owns each key: 10 keys hit 3 times each, in parallel, all counted', async () => {
+    const counts = new RedisTransactionStore(cluster, { prefix: `limits-test:${major.name.replace(/\W/g, '')}:` });
+    const keys = Array.from({ length: 10 }, (_, i) => `duo:limit:ip:${randomToken(16).slice(0, 20)}${String(i).padStart(2, '0')}`);
+    await Promise.all(keys.flatMap((key) => [1, 2, 3].map(() => counts.countAttempt(key, 10_000, 1))));
+    for (const key of keys) expect((await counts.countAttempt(key, 10_000, 0)).count).toBe(3);
+    // Gone again, so that the key counts of the next suite on this cluster see none of them.
+    await Promise.all(keys.map((key) => cluster.eval("return redis.call('DEL', KEYS[1])", { keys: [`${counts.prefix}${key}`], arguments: [] })));
+    expect(await Promise.all(nodes.map((node) => node.admin.dbSize()))).toEqual([0, 0, 0]);
+  });
+
   it('runs on every node after their script caches are flushed (EVALSHA falls back to EVAL on the owning node)', async () => {
     await Promise.all(nodes.map((node) => node.admin.scriptFlush()));
     const txs = Array.from({ length: 12 }, () => transaction(randomToken(18)));
