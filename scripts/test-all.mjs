@@ -114,7 +114,7 @@ const prerequisites = [
     name: 'redis-server',
     present: haveRedis,
     aptPackage: process.env.REDIS_SERVER_BIN ? undefined : 'redis-server',
-    why: 'the Redis tests start a real redis-server (Redis 6.2 or later)',
+    why: 'the Redis tests start a real redis-server (Redis 7.0 or later: the cluster tests use --cluster-port and ADDSLOTSRANGE)',
     how: 'apt-get install -y redis-server (Debian/Ubuntu), brew install redis (macOS), or set REDIS_SERVER_BIN to a redis-server binary',
   },
   {
