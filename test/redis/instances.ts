@@ -4,7 +4,9 @@ import { createClient, type RedisClientType } from 'redis';
 import { parse as parseSetCookie } from 'set-cookie-parser';
 import { RedisTransactionStore } from '../../src/redis-transaction.store.js';
 import type { DuoModuleOptions } from '../../src/index.js';
-import type { DuoEmulator } from '../../src/testing/index.js';
+import { DuoEmulator as DuoEmulatorClass, type DuoEmulator } from '../../src/testing/index.js';
+import { RedisServer } from '../support/redis-server.js';
+import { afterAll, beforeAll } from 'vitest';
 import { CapturingLogger, REDIRECT_URI, buildDuoTestApp } from '../support/app.js';
 import { CONNECT_REDIS_9, NODE_REDIS_6, type ConnectRedisMajor, type NodeClient, type StoreClient } from './clients.js';
 
@@ -128,4 +130,34 @@ export async function request(
 export function pathOf(location: string): string {
   const url = new URL(location);
   return `${url.pathname}${url.search}`;
+}
+
+/** What `threeInstances()` sets up for a test file: one redis-server, one emulator, an admin client, instances A, B and C. */
+export interface ThreeInstances {
+  server: RedisServer;
+  emulator: DuoEmulator;
+  admin: RedisClientType;
+  all: Instance[];
+}
+
+/**
+ * Registers beforeAll/afterAll for a file whose tests run on three instances of one app
+ * (node-redis 6, connect-redis 9) sharing one redis-server and one emulator, with these
+ * DuoModule options; the returned object is filled in before the first test.
+ */
+export function threeInstances(duo: Partial<DuoModuleOptions>): ThreeInstances {
+  const setup = {} as ThreeInstances;
+  beforeAll(async () => {
+    [setup.server, setup.emulator] = await Promise.all([RedisServer.start(), DuoEmulatorClass.start()]);
+    setup.admin = await connectRedis(setup.server.url);
+    const options = { connect: () => NODE_REDIS_6.connect({ url: setup.server.url }), duo };
+    setup.all = await Promise.all(['A', 'B', 'C'].map((name) => startInstance(name, options, setup.emulator)));
+  });
+  afterAll(async () => {
+    await Promise.all((setup.all ?? []).map((instance) => instance.close()));
+    setup.admin?.destroy();
+    await setup.emulator?.close();
+    await setup.server?.close();
+  });
+  return setup;
 }
