@@ -6,10 +6,12 @@
  * variable (JSON AppProcessConfig).
  */
 import 'reflect-metadata';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { Session as InspectorSession } from 'node:inspector/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Controller, Get, Req, type LoggerService } from '@nestjs/common';
 import session from 'express-session';
+import { RedisStore } from 'connect-redis';
 import { createClient } from 'redis';
 import { RedisTransactionStore, type DuoEvent, type DuoModuleOptions } from '../src/index.js';
 import { DUO_SESSION_KEY } from '../src/duo.constants.js';
@@ -27,6 +29,8 @@ export interface AppProcessConfig {
   timeRequests?: boolean;
   /** Keep pending logins in this Redis (RedisTransactionStore, node-redis client) instead of the session (memory benchmark). */
   redisUrl?: string;
+  /** With redisUrl: keep the sessions in that Redis too (connect-redis 9, the same client), as several instances would. */
+  redisSessions?: boolean;
 }
 
 /** One session's pending logins in Redis: the key and its value, and what Redis itself counts for them. */
@@ -120,7 +124,7 @@ class OpenController {
 }
 
 const logger = new CountingLogger();
-const store = new session.MemoryStore();
+const memoryStore = new session.MemoryStore();
 let requestTimes: RequestTimes = {};
 /** First of all middleware: from the request's arrival in the app to the end of its answer. */
 function timeRequest(req: Req, res: { once(event: string, listener: () => void): void }, next: () => void): void {
@@ -139,6 +143,8 @@ if (redis) {
   await redis.connect();
 }
 const redisStore = redis ? new RedisTransactionStore(redis) : undefined;
+if (config.redisSessions && !redis) throw new Error('redisSessions needs redisUrl');
+const store = config.redisSessions && redis ? new RedisStore({ client: redis }) : memoryStore;
 const { app, baseUrl } = await buildDuoTestApp({
   duo: { redirectUri: REDIRECT_URI, ...config.duo, onEvent, ...(redisStore ? { transactionStore: redisStore } : {}) } as DuoModuleOptions,
   // In the order of a user's controller: login, logout, account, open, callback.
@@ -156,6 +162,7 @@ server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;
 const duo = app.get(DuoContext);
 
+let profiler: InspectorSession | undefined;
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
 let peakInFlight = 0;
@@ -165,7 +172,7 @@ const sampler = setInterval(() => {
 sampler.unref();
 
 /** MemoryStore's own map: session id -> the JSON string it stores. */
-const storeSessions = (): Record<string, string | undefined> => (store as unknown as { sessions: Record<string, string | undefined> }).sessions;
+const storeSessions = (): Record<string, string | undefined> => (memoryStore as unknown as { sessions: Record<string, string | undefined> }).sessions;
 
 function stats(): AppStats {
   const resources: Record<string, number> = {};
@@ -281,6 +288,22 @@ serveRpc(
     },
     sessionJson: (sid: string) => storeSessions()[sid] ?? null,
     redisFootprint,
+    /** Starts V8's CPU profiler in this process (the parent decides what section it covers). */
+    profileStart: async () => {
+      profiler ??= new InspectorSession();
+      profiler.connect();
+      await profiler.post('Profiler.enable');
+      await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+      await profiler.post('Profiler.start');
+    },
+    /** Stops it and writes the profile (a .cpuprofile, as --cpu-prof writes) to `path`. */
+    profileStop: async (path: string) => {
+      if (!profiler) throw new Error('profileStart was not called');
+      const { profile } = await profiler.post('Profiler.stop');
+      profiler.disconnect();
+      writeFileSync(path, JSON.stringify(profile));
+      return path;
+    },
     advanceClock: (ms: number) => {
       if (!config.fakeClock) throw new Error('fakeClock is off');
       clockOffsetMs += ms;

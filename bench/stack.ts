@@ -17,6 +17,8 @@ export async function startStack(
     emulator?: DuoEmulatorOptions;
     app?: Omit<AppProcessConfig, 'duo'> & { duo?: Partial<AppProcessConfig['duo']> };
     driver?: Omit<LoginDriverOptions, 'appUrl' | 'authorize'>;
+    /** More Node flags for the app process (--cpu-prof, ...). */
+    appExecArgv?: string[];
   } = {},
 ): Promise<Stack> {
   const emulator = await startChild<EmulatorInfo>(new URL('./emulator-process.js', import.meta.url), {
@@ -31,7 +33,7 @@ export async function startStack(
     };
     app = await startChild<AppInfo>(new URL('./app-process.js', import.meta.url), {
       env: { BENCH_APP: JSON.stringify(config) },
-      execArgv: ['--expose-gc'],
+      execArgv: ['--expose-gc', ...(options.appExecArgv ?? [])],
     });
   } catch (error) {
     await emulator.stop();
