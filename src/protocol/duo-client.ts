@@ -27,6 +27,8 @@ export const CLOCK_LEEWAY_SECONDS = 60;
 /** Lifetime of the JWTs we sign (client assertion, request JWT), as Duo's SDKs use. */
 const JWT_LIFETIME_SECONDS = 300;
 const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+/** Characters URLSearchParams leaves as they are (application/x-www-form-urlencoded): a value of only these needs no encoding. */
+const FORM_SAFE = /^[A-Za-z0-9*._-]*$/;
 
 /**
  * Duo's Universal Prompt protocol (Web SDK v4): health check, authorize URL,
@@ -37,10 +39,20 @@ export class DuoClient {
   readonly config: ResolvedDuoClientConfig;
   readonly #key: HsKey;
   readonly #http: DuoHttp;
+  /**
+   * The authorize URL around the request JWT: its parameters are the same for
+   * every login of this client (the config is frozen), so they are encoded once;
+   * a login appends its JWT (base64url and dots, which need no encoding) and nonce.
+   * The order and encoding are URLSearchParams' own, as each login built them before.
+   */
+  readonly #authorizeHead: string;
+  readonly #authorizeTail: string;
 
   constructor(options: DuoClientOptions) {
     this.config = resolveClientConfig(options);
     this.#key = new HsKey(options.clientSecret);
+    this.#authorizeHead = `${this.config.authorizeUrl}?${new URLSearchParams({ response_type: 'code', client_id: this.config.clientId })}&request=`;
+    this.#authorizeTail = `&${new URLSearchParams({ redirect_uri: this.config.redirectUri, scope: 'openid' })}`;
     this.#http = new DuoHttp({
       timeoutMs: this.config.timeoutMs,
       maxConcurrentRequests: this.config.maxConcurrentRequests,
@@ -136,16 +148,10 @@ export class DuoClient {
       claims.max_age = options.maxAge;
     }
     if (options.promptLogin) claims.prompt = 'login';
-    const query = new URLSearchParams({
-      response_type: 'code',
-      client_id: this.config.clientId,
-      request: await signJwt(this.#key, claims),
-      redirect_uri: this.config.redirectUri,
-      scope: 'openid',
-    });
+    const url = `${this.#authorizeHead}${await signJwt(this.#key, claims)}${this.#authorizeTail}`;
     // Python's and Java's SDKs send the nonce here, Node's and PHP's in the JWT: both, one value, and Duo echoes it either way.
-    if (nonce !== undefined) query.set('nonce', nonce);
-    return `${this.config.authorizeUrl}?${query.toString()}`;
+    if (nonce === undefined) return url;
+    return FORM_SAFE.test(nonce) ? `${url}&nonce=${nonce}` : `${url}&${new URLSearchParams({ nonce })}`;
   }
 
   /**

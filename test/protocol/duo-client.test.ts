@@ -77,6 +77,30 @@ describe('createAuthUrl', () => {
     }
   });
 
+  it('is byte for byte the URL URLSearchParams makes of its parameters (the fixed part is encoded once per client)', async () => {
+    const redirectUris = [REDIRECT_URI, 'https://app.example.com/duo/callback?next=%2Fhome&x=1', "https://app.example.com/a/b;c=d/e'f(g)!*~$,@:+?q=a+b&r=%C3%A9"];
+    const nonces: DuoAuthUrlOptions['nonce'][] = [NONCE, 'plain-nonce_0123456789.ABC', '~~~~~~~~~~~~~~~~', expectNoNonce];
+    for (const redirectUri of redirectUris) {
+      const other = new DuoClient(validOptions({ redirectUri }));
+      try {
+        for (const nonce of nonces) {
+          for (let i = 0; i < 2; i++) {
+            const raw = await other.createAuthUrl(`user${i}@example.com`, STATE, { nonce });
+            const request = new URL(raw).searchParams.get('request') ?? '';
+            const expected = new URLSearchParams({ response_type: 'code', client_id: CLIENT_ID, request, redirect_uri: other.config.redirectUri, scope: 'openid' });
+            if (typeof nonce === 'string') expected.set('nonce', nonce);
+            expect(raw).toBe(`${BASE_URL}/oauth/v1/authorize?${expected.toString()}`);
+            const { query } = await parseAuthUrl(raw);
+            expect(query.redirect_uri).toBe(other.config.redirectUri);
+            if (typeof nonce === 'string') expect(query.nonce).toBe(nonce);
+          }
+        }
+      } finally {
+        await other.close();
+      }
+    }
+  });
+
   it('signs an HS512 request JWT with every claim Duo needs', async () => {
     const before = nowSeconds();
     const { claims, header } = await parseAuthUrl(await client.createAuthUrl('alice', STATE, { nonce: expectNoNonce }));
