@@ -8,6 +8,7 @@
 import 'reflect-metadata';
 import { readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { Session as InspectorSession } from 'node:inspector/promises';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Controller, Get, Req, type LoggerService } from '@nestjs/common';
 import session from 'express-session';
@@ -42,8 +43,13 @@ export interface RedisFootprint {
   memoryUsage: number;
 }
 
-/** Per path: requests answered, and the longest time one spent in the app. */
-export type RequestTimes = Record<string, { count: number; maxMs: number }>;
+/**
+ * Per path: requests answered, the longest time one spent in the app, and each
+ * one's time in the app minus the time it waited on calls to Duo (DuoClient's
+ * healthCheck and exchangeAuthorizationCode, wall time: the emulator's answer,
+ * the loopback and our own signing and parsing in those calls).
+ */
+export type RequestTimes = Record<string, { count: number; maxMs: number; withoutDuoMs: number[]; duoMs: number[] }>;
 
 export interface AppInfo {
   baseUrl: string;
@@ -127,15 +133,38 @@ const logger = new CountingLogger();
 const memoryStore = new session.MemoryStore();
 let requestTimes: RequestTimes = {};
 /** First of all middleware: from the request's arrival in the app to the end of its answer. */
+const duoWait = new AsyncLocalStorage<{ ms: number }>();
 function timeRequest(req: Req, res: { once(event: string, listener: () => void): void }, next: () => void): void {
   const started = performance.now();
   const path = String(req.originalUrl ?? req.url ?? '').split('?', 1)[0]!;
+  const waited = { ms: 0 };
   res.once('close', () => {
-    const entry = (requestTimes[path] ??= { count: 0, maxMs: 0 });
+    const ms = performance.now() - started;
+    const entry = (requestTimes[path] ??= { count: 0, maxMs: 0, withoutDuoMs: [], duoMs: [] });
     entry.count++;
-    entry.maxMs = Math.max(entry.maxMs, performance.now() - started);
+    entry.maxMs = Math.max(entry.maxMs, ms);
+    entry.withoutDuoMs.push(ms - waited.ms);
+    entry.duoMs.push(waited.ms);
   });
-  next();
+  duoWait.run(waited, next);
+}
+/** Adds the wall time of a call to Duo to the request that made it (a cached health check that other requests share counts for the one that started it). */
+function timeDuoCalls(client: Record<'healthCheck' | 'exchangeAuthorizationCode', (...args: never[]) => Promise<unknown>>): void {
+  for (const name of ['healthCheck', 'exchangeAuthorizationCode'] as const) {
+    const original = client[name].bind(client) as (...args: unknown[]) => Promise<unknown>;
+    Object.defineProperty(client, name, {
+      configurable: true,
+      value: async (...args: unknown[]) => {
+        const waited = duoWait.getStore();
+        const started = performance.now();
+        try {
+          return await original(...args);
+        } finally {
+          if (waited) waited.ms += performance.now() - started;
+        }
+      },
+    });
+  }
 }
 const redis = config.redisUrl === undefined ? undefined : createClient({ url: config.redisUrl, disableOfflineQueue: true });
 if (redis) {
@@ -161,6 +190,7 @@ const server = app.getHttpServer() as { keepAliveTimeout: number; headersTimeout
 server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;
 const duo = app.get(DuoContext);
+if (config.timeRequests) timeDuoCalls(duo.client as never);
 
 let profiler: InspectorSession | undefined;
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });

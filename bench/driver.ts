@@ -26,8 +26,12 @@ export interface LoginOutcome {
 }
 
 export interface LoginDriverOptions {
-  /** The app's origin, e.g. http://127.0.0.1:3000. */
-  appUrl: string;
+  /**
+   * The app's origin, e.g. http://127.0.0.1:3000; or several instances' origins,
+   * taken in turn request by request (behind a round-robin load balancer, so a
+   * login's callback lands on another instance than its start).
+   */
+  appUrl: string | readonly string[];
   /** Runs Duo's prompt for an authorize URL and returns where Duo sends the browser back (DuoEmulator.authorize). */
   authorize: (url: string) => Promise<string>;
   /** Keep-alive connections from the "browsers" to the app. Default 64. */
@@ -42,9 +46,13 @@ export interface LoginDriverOptions {
 export class LoginDriver {
   readonly #agent: Agent;
   readonly #options: LoginDriverOptions;
+  readonly #appUrls: readonly string[];
+  #next = 0;
 
   constructor(options: LoginDriverOptions) {
     this.#options = options;
+    this.#appUrls = typeof options.appUrl === 'string' ? [options.appUrl] : options.appUrl;
+    if (this.#appUrls.length === 0) throw new Error('LoginDriver: no appUrl');
     const timeout = options.requestTimeoutMs ?? 30_000;
     this.#agent = new Agent({ connections: options.connections ?? 64, keepAliveTimeout: 10_000, headersTimeout: timeout, bodyTimeout: timeout });
   }
@@ -60,7 +68,8 @@ export class LoginDriver {
     const headers: Record<string, string> = { accept: 'text/html' };
     if (cookie) headers.cookie = cookie;
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const response = await request(`${this.#options.appUrl}${path}`, {
+    const appUrl = this.#appUrls[this.#next++ % this.#appUrls.length]!;
+    const response = await request(`${appUrl}${path}`, {
       method,
       headers,
       dispatcher: this.#agent,
