@@ -4,6 +4,10 @@
  * only the measured section is in the profile) while PROFILE_LOGINS (default
  * 2000) second factors are walked (303 to Duo, callback, protected page; the
  * primary logins are made before). PROFILE_STORE=session (default) or redis.
+ * PROFILE_WHAT=guard profiles PROFILE_LOGINS x 10 requests of a verified
+ * session to the guarded page instead (the guard's pass path), per request;
+ * PROFILE_WHAT=plain the baseline of benchmark 7, three GET /open per
+ * primary-login session (per three requests), to set beside a login's.
  * Writes the .cpuprofile (open it in Chrome's DevTools) and prints self and
  * inclusive time per login: by package or source file, and the top functions.
  */
@@ -11,7 +15,7 @@ import { mkdtempSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { secondFactor } from './login-cost.js';
+import { secondFactor, threePlain } from './login-cost.js';
 import { startStack } from './stack.js';
 import { log, mapLimit } from './stats.js';
 import { RedisServer } from '../test/support/redis-server.js';
@@ -30,23 +34,24 @@ interface Profile {
 const LOGINS = Number(process.env.PROFILE_LOGINS ?? 2000);
 const STORE = process.env.PROFILE_STORE ?? 'session';
 const CONCURRENCY = 8;
+const WHAT = process.env.PROFILE_WHAT ?? 'login';
 
 /** Where a frame's code lives: a source file of ours, a package, Node itself, or V8's own buckets. */
 function placeOf(frame: ProfileNode['callFrame']): string {
   const { url, functionName } = frame;
   if (!url) return `(${functionName || 'anonymous'})`;
-  const ours = /\/bench\/dist\/(src\/.*)\.js$/.exec(url);
+  const ours = /\/bench\/dist\/(?:next\/)?(src\/.*)\.js$/.exec(url);
   if (ours) return `${ours[1]}.ts`;
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (pkg) return pkg[1]!;
   if (url.startsWith('node:')) return url;
-  return url.replace(/^.*\/bench\/dist\//, '');
+  return url.replace(/^.*\/bench\/dist\/(?:next\/)?/, '');
 }
 
 async function main(): Promise<void> {
   const redis = STORE === 'redis' ? await RedisServer.start() : undefined;
   const stack = await startStack({ app: redis ? { redisUrl: redis.url, redisSessions: true } : {} });
-  const out = join(mkdtempSync(join(tmpdir(), 'nestjs-duo-profile-')), `login-${STORE}.cpuprofile`);
+  const out = join(mkdtempSync(join(tmpdir(), 'nestjs-duo-profile-')), `${WHAT}-${STORE}.cpuprofile`);
   try {
     let n = 0;
     const sessions = async (count: number): Promise<string[]> =>
@@ -57,10 +62,23 @@ async function main(): Promise<void> {
       });
     log(`profile: warm-up (${STORE})`);
     await mapLimit(await sessions(500), CONCURRENCY, (s) => secondFactor(stack, s));
-    const measured = await sessions(LOGINS);
-    await stack.app.call('profileStart');
-    await mapLimit(measured, CONCURRENCY, (s) => secondFactor(stack, s));
-    await stack.app.call('profileStop', out);
+    if (WHAT === 'guard') {
+      const login = await stack.driver.login('profile.guard.user');
+      if (!login.ok || !login.cookie) throw new Error(`the login failed at ${login.failedAt}`);
+      const get = async (): Promise<void> => {
+        const page = await stack.driver.http('GET', '/account', login.cookie);
+        if (page.status !== 200) throw new Error(`the guarded page answered HTTP ${page.status}`);
+      };
+      await mapLimit(Array.from({ length: 2000 }), CONCURRENCY, get);
+      await stack.app.call('profileStart');
+      await mapLimit(Array.from({ length: LOGINS * 10 }), CONCURRENCY, get);
+      await stack.app.call('profileStop', out);
+    } else {
+      const measured = await sessions(LOGINS);
+      await stack.app.call('profileStart');
+      await mapLimit(measured, CONCURRENCY, (s) => (WHAT === 'plain' ? threePlain(stack, s) : secondFactor(stack, s)));
+      await stack.app.call('profileStop', out);
+    }
   } finally {
     await stack.stop();
     await redis?.stop();
@@ -99,7 +117,8 @@ async function main(): Promise<void> {
       }
     }
   });
-  const perLogin = (us: number): string => `${(us / LOGINS).toFixed(1)} us (${((us / busy) * 100).toFixed(1)}%)`;
+  const units = WHAT === 'guard' ? LOGINS * 10 : LOGINS;
+  const perLogin = (us: number): string => `${(us / units).toFixed(WHAT === 'guard' ? 2 : 1)} us (${((us / busy) * 100).toFixed(1)}%)`;
   const top = (map: Map<string, number>, count: number, filter: (key: string) => boolean = () => true): string =>
     [...map]
       .filter(([k]) => filter(k))
@@ -107,8 +126,8 @@ async function main(): Promise<void> {
       .slice(0, count)
       .map(([k, us]) => `  ${perLogin(us).padEnd(18)} ${k}`)
       .join('\n');
-  console.log(`profile of ${LOGINS} logins (${STORE} store), written to ${out}`);
-  console.log(`app CPU sampled (not idle): ${(busy / LOGINS).toFixed(0)} us per login`);
+  console.log(`profile of ${units} ${WHAT === 'guard' ? 'guarded requests of a verified session' : WHAT === 'plain' ? 'triples of plain requests' : 'logins'} (${STORE} store), written to ${out}`);
+  console.log(`app CPU sampled (not idle): ${(busy / units).toFixed(0)} us per ${WHAT === 'guard' ? 'request' : 'login'}`);
   console.log(`\nself time by place:\n${top(selfPlace, 25)}`);
   console.log(`\ninclusive time by place (nestjs-duo's files and the packages it calls):\n${top(inclusivePlace, 30)}`);
   console.log(`\nself time, top functions:\n${top(self, 30)}`);
