@@ -1,8 +1,9 @@
 /**
  * Benchmark 3: the cost of `@RequireSecondFactor()` on a request whose session
  * already passed Duo. One Nest app (its own process), one verified session
- * (a real login through the emulator), two routes with the same handler: one
- * decorated, one not. autocannon (in this process) alternates between them.
+ * (a real login through the emulator), three routes with the same handler: one
+ * decorated, one not, one behind a guard that does nothing (what Nest costs for
+ * any guard). autocannon (in this process) takes them in turn, round by round.
  */
 import autocannon, { type AutocannonResult } from 'autocannon';
 import { startStack } from './stack.js';
@@ -37,12 +38,12 @@ export async function benchGuard(options: GuardOptions = {}): Promise<ResultRow[
     const fresh = await stack.driver.http('POST', '/login', undefined, { username: 'someone.else' });
     const unverified = await stack.driver.http('GET', '/account', fresh.setCookie);
     if (unverified.status !== 303) throw new Error(`guard benchmark: an unverified session got HTTP ${unverified.status} from the guarded route`);
-    for (const path of ['/account', '/open']) {
+    for (const path of ['/account', '/open', '/noop-guard']) {
       const page = await stack.driver.http('GET', path, cookie);
       if (page.status !== 200 || page.text !== 'account of guard.user') throw new Error(`guard benchmark: ${path} answered HTTP ${page.status}`);
     }
 
-    const cpuPerRequest: Record<string, number[]> = { '/account': [], '/open': [] };
+    const cpuPerRequest: Record<string, number[]> = { '/account': [], '/open': [], '/noop-guard': [] };
     const run = async (path: string, duration: number): Promise<AutocannonResult> => {
       const before = await stack.app.call<AppStats>('stats');
       const result = await autocannon({ url: `${appUrl}${path}`, connections, duration, headers: { cookie, accept: 'text/html' } });
@@ -55,25 +56,36 @@ export async function benchGuard(options: GuardOptions = {}): Promise<ResultRow[
     log('guard: warm-up');
     check(await run('/account', 2), 'warm-up /account');
     check(await run('/open', 2), 'warm-up /open');
+    check(await run('/noop-guard', 2), 'warm-up /noop-guard');
 
     const guarded: number[] = [];
     const open: number[] = [];
+    const noop: number[] = [];
+    const into: Record<string, number[]> = { '/account': guarded, '/open': open, '/noop-guard': noop };
+    // Each round runs the three routes, in an order that turns from round to round (each first, middle and last alike).
+    const orders = [
+      ['/account', '/open', '/noop-guard'],
+      ['/open', '/noop-guard', '/account'],
+      ['/noop-guard', '/account', '/open'],
+      ['/account', '/noop-guard', '/open'],
+      ['/open', '/account', '/noop-guard'],
+      ['/noop-guard', '/open', '/account'],
+    ];
     for (let round = 0; round < rounds; round++) {
-      if (round % 2 === 0) {
-        guarded.push(check(await run('/account', seconds), '/account'));
-        open.push(check(await run('/open', seconds), '/open'));
-      } else {
-        open.push(check(await run('/open', seconds), '/open'));
-        guarded.push(check(await run('/account', seconds), '/account'));
-      }
+      for (const path of orders[round % orders.length]!) into[path]!.push(check(await run(path, seconds), path));
     }
     log(`guard: guarded ${guarded.map(Math.round).join(', ')}; undecorated ${open.map(Math.round).join(', ')} req/s`);
     // Requests per CPU-second of the app process: the same comparison, far less sensitive to other work on the machine.
     const perCpuGuarded = cpuPerRequest['/account']!.slice(1).map((us) => 1e6 / us);
     const perCpuOpen = cpuPerRequest['/open']!.slice(1).map((us) => 1e6 / us);
+    const perCpuNoop = cpuPerRequest['/noop-guard']!.slice(1).map((us) => 1e6 / us);
     const cpuGuarded = median(cpuPerRequest['/account']!.slice(1));
     const cpuOpen = median(cpuPerRequest['/open']!.slice(1));
-    log(`guard: app CPU per request: guarded ${cpuGuarded.toFixed(1)} us, undecorated ${cpuOpen.toFixed(1)} us (guard adds ${(cpuGuarded - cpuOpen).toFixed(1)} us)`);
+    const cpuNoop = median(cpuPerRequest['/noop-guard']!.slice(1));
+    const paired = (a: string, b: string): number => median(cpuPerRequest[a]!.slice(1).map((us, i) => us - cpuPerRequest[b]!.slice(1)[i]!));
+    log(`guard: app CPU per request (medians of ${rounds} rounds): guarded ${cpuGuarded.toFixed(1)} us, undecorated ${cpuOpen.toFixed(1)} us, no-op guard ${cpuNoop.toFixed(1)} us`);
+    log(`guard: paired differences (median of per-round differences): guarded - undecorated ${paired('/account', '/open').toFixed(1)} us, no-op guard - undecorated ${paired('/noop-guard', '/open').toFixed(1)} us, guarded - no-op guard ${paired('/account', '/noop-guard').toFixed(1)} us`);
+    log(`guard: per round, us CPU/request: guarded ${cpuPerRequest['/account']!.slice(1).map((v) => v.toFixed(0)).join(', ')}; undecorated ${cpuPerRequest['/open']!.slice(1).map((v) => v.toFixed(0)).join(', ')}; no-op guard ${cpuPerRequest['/noop-guard']!.slice(1).map((v) => v.toFixed(0)).join(', ')}`);
     return [
       ratioRow(`3. guarded route req/s, verified session, vs same route undecorated (${connections} conns)`, guarded, open, 'req/s', 0.95),
       ratioRow(
@@ -82,6 +94,13 @@ export async function benchGuard(options: GuardOptions = {}): Promise<ResultRow[
         perCpuOpen,
         'req/CPU-s',
         // Issue 14 item 4: the guard's CPU per request, the figure the machine's load does not drown.
+        0.97,
+      ),
+      ratioRow(
+        `3c. same, against the route with a synchronous no-op guard (what any guard costs in Nest: ${paired('/noop-guard', '/open').toFixed(0)} us; ours beyond it ${paired('/account', '/noop-guard').toFixed(0)} us)`,
+        perCpuGuarded,
+        perCpuNoop,
+        'req/CPU-s',
         0.97,
       ),
     ];
