@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { DuoConfigError, DuoError } from './protocol/index.js';
 import { checkInteger } from './protocol/config.js';
@@ -75,11 +75,17 @@ function defaultClientIp(request: DuoRequest): string | undefined {
   return typeof socket?.remoteAddress === 'string' ? socket.remoteAddress : undefined;
 }
 
+const LIMIT_KEYS: ReadonlySet<string> = new Set(['perUser', 'perIp', 'failedCallbacksPerUser', 'clientIp']);
+const RULE_KEYS: ReadonlySet<string> = new Set(['max', 'windowSeconds']);
+
 function rule(name: string, value: unknown, fallback: DuoLimitRule): DuoLimitRule | undefined {
   if (value === false) return undefined;
   if (value === undefined) return fallback;
   if (value === null || typeof value !== 'object') {
     throw new DuoConfigError(`Duo option "promptLimits.${name}" must be { max, windowSeconds } or false (no limit).`);
+  }
+  for (const key of Object.keys(value)) {
+    if (!RULE_KEYS.has(key)) throw new DuoConfigError(`Duo option "promptLimits.${name}.${key}" is not an option of a limit (it has max and windowSeconds).`);
   }
   const { max, windowSeconds } = value as Partial<DuoLimitRule>;
   const named = { [`promptLimits.${name}.max`]: max, [`promptLimits.${name}.windowSeconds`]: windowSeconds };
@@ -101,6 +107,9 @@ export function resolvePromptLimits(options: DuoPromptLimitOptions | false | und
     throw new DuoConfigError('Duo option "promptLimits" must be an object ({ perUser, perIp, failedCallbacksPerUser, clientIp }) or false.');
   }
   const given = options ?? {};
+  for (const key of Object.keys(given)) {
+    if (!LIMIT_KEYS.has(key)) throw new DuoConfigError(`Duo option "promptLimits.${key}" is not an option of "promptLimits" (it has ${[...LIMIT_KEYS].join(', ')}).`);
+  }
   if (given.clientIp !== undefined && typeof given.clientIp !== 'function') {
     throw new DuoConfigError('Duo option "promptLimits.clientIp" must be a function (request) => string | undefined.');
   }
@@ -113,40 +122,75 @@ export function resolvePromptLimits(options: DuoPromptLimitOptions | false | und
   return settings.perUser || settings.perIp || settings.failedCallbacksPerUser ? settings : undefined;
 }
 
+interface CountWindow {
+  key: string;
+  count: number;
+  endsAt: number;
+}
+
+/** One kind's windows: a map for lookups, and a queue in insertion order (which is expiry order: one length per kind). */
+interface WindowsOfKind {
+  map: Map<string, CountWindow>;
+  queue: CountWindow[];
+  head: number;
+}
+
 /**
- * Counts in this process: a map of fixed windows, swept of ended ones as it fills, and capped
- * (the oldest window goes first), so a flood of addresses cannot grow it without bound.
+ * Counts in this process: fixed windows, one table per kind of key (`duo:limit:<kind>:...`), each
+ * capped (`maxKeys`), so that a flood of client networks can never push a user's window out. In a
+ * table, windows of one kind share one length, so insertion order is expiry order: ended windows
+ * are dropped from the head of its queue, and at the cap the oldest goes, in constant time per
+ * insert (a Map alone would have to walk the holes its deletions leave at its front).
  */
 export class MemoryAttemptCounter implements DuoAttemptCounter {
-  readonly #windows = new Map<string, { count: number; endsAt: number }>();
+  readonly #kinds = new Map<string, WindowsOfKind>();
 
   constructor(private readonly maxKeys = 100_000) {}
 
   countAttempt(key: string, windowMs: number, increment: 0 | 1, now = Date.now()): Promise<DuoAttemptCount> {
-    let window = this.#windows.get(key);
+    const kindName = key.slice(0, key.lastIndexOf(':') + 1);
+    let kind = this.#kinds.get(kindName);
+    if (!kind) this.#kinds.set(kindName, (kind = { map: new Map(), queue: [], head: 0 }));
+    let window = kind.map.get(key);
     if (window && window.endsAt <= now) {
-      this.#windows.delete(key);
+      kind.map.delete(key);
       window = undefined;
     }
     if (!window) {
       if (increment === 0) return Promise.resolve({ count: 0, resetInMs: 0 });
-      if (this.#windows.size >= this.maxKeys) this.#makeRoom(now);
-      window = { count: 0, endsAt: now + windowMs };
-      this.#windows.set(key, window);
+      this.#makeRoom(kind, now);
+      window = { key, count: 0, endsAt: now + windowMs };
+      kind.map.set(key, window);
+      kind.queue.push(window);
     }
     window.count += increment;
     return Promise.resolve({ count: window.count, resetInMs: window.endsAt - now });
   }
 
+  /** Windows held, all kinds together. */
   get size(): number {
-    return this.#windows.size;
+    let size = 0;
+    for (const kind of this.#kinds.values()) size += kind.map.size;
+    return size;
   }
 
-  #makeRoom(now: number): void {
-    for (const [key, window] of this.#windows) if (window.endsAt <= now) this.#windows.delete(key);
-    if (this.#windows.size < this.maxKeys) return;
-    const oldest = this.#windows.keys().next().value;
-    if (oldest !== undefined) this.#windows.delete(oldest);
+  #makeRoom(kind: WindowsOfKind, now: number): void {
+    const { map, queue } = kind;
+    while (kind.head < queue.length) {
+      const oldest = queue[kind.head]!;
+      // A window already replaced or dropped on a lookup is a stale queue entry: skip it.
+      const current = map.get(oldest.key) === oldest;
+      if (current && oldest.endsAt > now && map.size < this.maxKeys) break;
+      kind.head++;
+      if (!current) continue;
+      map.delete(oldest.key); // ended, or the oldest of a full table
+      if (oldest.endsAt > now) break;
+    }
+    // The queue's consumed head is cut off now and then, so it stays about as long as the table.
+    if (kind.head > 1024 && kind.head * 2 > queue.length) {
+      kind.queue = queue.slice(kind.head);
+      kind.head = 0;
+    }
   }
 }
 
@@ -167,9 +211,17 @@ export function clientNetwork(ip: string | undefined): string | undefined {
   return `${groups.slice(0, 4).join(':')}::/64`;
 }
 
-/** A key that names the user without storing the name: Redis keys are read by operators. */
-function digest(kind: string, value: string): string {
-  return `duo:limit:${kind}:${createHash('sha256').update(value).digest('base64url').slice(0, 22)}`;
+/**
+ * Keys that name a user or a network without storing either: an HMAC under a key derived from a
+ * secret the app's instances share (the Duo client secret), so that neither can be recovered
+ * from Redis by hashing guesses (all of IPv4 is only 2^32 of them).
+ */
+function keyer(secret: string | undefined): (kind: string, value: string) => string {
+  const key = secret === undefined ? undefined : createHmac('sha256', secret).update('nestjs-duo prompt limits').digest();
+  return (kind, value) => {
+    const digest = key === undefined ? createHash('sha256').update(value) : createHmac('sha256', key).update(value);
+    return `duo:limit:${kind}:${digest.digest('base64url').slice(0, 22)}`;
+  };
 }
 
 /** The callback failures that are the user's or an attacker's doing, not Duo's or ours. */
@@ -202,32 +254,61 @@ export class PromptLimitError extends DuoError<'prompt_rate_limited'> {
   }
 }
 
+export interface PromptLimiterOptions {
+  /** Keys the counts' digests (the Duo client secret): without it they are plain SHA-256. */
+  secret?: string;
+  /** How the user's name is compared (`usernameMatch: 'case-insensitive'` counts Alice and alice once). */
+  caseInsensitive?: boolean;
+  /** Told, at most once a minute, when `clientIp` gives something that is not an address. */
+  warn?: (message: string) => void;
+}
+
 /** Applies the limits: before a prompt starts, and when a callback fails. */
 export class PromptLimiter {
+  readonly #key: (kind: string, value: string) => string;
+  readonly #caseInsensitive: boolean;
+  readonly #warn: ((message: string) => void) | undefined;
+  #lastWarning = Number.NEGATIVE_INFINITY;
+
   constructor(
     readonly settings: PromptLimitSettings,
     private readonly counter: DuoAttemptCounter,
     private readonly application: string,
-  ) {}
+    options: PromptLimiterOptions = {},
+  ) {
+    this.#key = keyer(options.secret);
+    this.#caseInsensitive = options.caseInsensitive === true;
+    this.#warn = options.warn;
+  }
 
-  /** Counts this prompt start, or throws `PromptLimitError` (429) when a limit is reached. */
+  /**
+   * Counts this prompt start, or throws `PromptLimitError` (429) when a limit is reached. The
+   * user's own counts come first, and a refused start counts nowhere else: a flood from one
+   * account over many networks creates no per-network windows.
+   */
   async admit(request: DuoRequest, username: string): Promise<void> {
     const { perUser, perIp, failedCallbacksPerUser } = this.settings;
-    const user = `${this.application}\u0000${username}`;
+    const user = this.#user(username);
     if (failedCallbacksPerUser) {
-      const failures = await this.counter.countAttempt(digest('fail', user), failedCallbacksPerUser.windowSeconds * 1000, 0);
+      const failures = await this.counter.countAttempt(this.#key('fail', user), failedCallbacksPerUser.windowSeconds * 1000, 0);
       if (failures.count >= failedCallbacksPerUser.max) throw new PromptLimitError('failed_callbacks', seconds(failures.resetInMs));
     }
-    if (perIp) {
-      const network = clientNetwork(this.settings.clientIp(request));
-      if (network !== undefined) {
-        const ip = await this.counter.countAttempt(digest('ip', network), perIp.windowSeconds * 1000, 1);
-        if (ip.count > perIp.max) throw new PromptLimitError('ip', seconds(ip.resetInMs));
-      }
-    }
     if (perUser) {
-      const count = await this.counter.countAttempt(digest('user', user), perUser.windowSeconds * 1000, 1);
+      const count = await this.counter.countAttempt(this.#key('user', user), perUser.windowSeconds * 1000, 1);
       if (count.count > perUser.max) throw new PromptLimitError('user', seconds(count.resetInMs));
+    }
+    if (perIp) {
+      const given = this.settings.clientIp(request);
+      const network = clientNetwork(given);
+      if (network === undefined) {
+        this.#warnOnce(
+          `promptLimits: the client IP of a request is ${given === undefined ? 'unknown' : 'not an IP address'}, so the per-IP limit did not count it. ` +
+            'Return one address from promptLimits.clientIp (not a list, not address:port), or leave clientIp out to use the request\'s ip.',
+        );
+        return;
+      }
+      const ip = await this.counter.countAttempt(this.#key('ip', network), perIp.windowSeconds * 1000, 1);
+      if (ip.count > perIp.max) throw new PromptLimitError('ip', seconds(ip.resetInMs));
     }
   }
 
@@ -235,7 +316,18 @@ export class PromptLimiter {
   async failed(username: string, code: string): Promise<void> {
     const rule = this.settings.failedCallbacksPerUser;
     if (!rule || !COUNTED_FAILURES.has(code)) return;
-    await this.counter.countAttempt(digest('fail', `${this.application}\u0000${username}`), rule.windowSeconds * 1000, 1);
+    await this.counter.countAttempt(this.#key('fail', this.#user(username)), rule.windowSeconds * 1000, 1);
+  }
+
+  #user(username: string): string {
+    return `${this.application}\u0000${this.#caseInsensitive ? username.toLowerCase() : username}`;
+  }
+
+  #warnOnce(message: string): void {
+    const now = Date.now();
+    if (!this.#warn || now - this.#lastWarning < 60_000) return;
+    this.#lastWarning = now;
+    this.#warn(message);
   }
 }
 

@@ -32,6 +32,9 @@ describe('resolvePromptLimits', () => {
     expect(() => resolvePromptLimits({ perUser: 5 as never })).toThrow(DuoConfigError);
     expect(() => resolvePromptLimits('on' as never)).toThrow(/"promptLimits" must be an object/);
     expect(() => resolvePromptLimits({ clientIp: 'x-forwarded-for' as never })).toThrow(/"promptLimits\.clientIp" must be a function/);
+    // A typo must not silently keep the default.
+    expect(() => resolvePromptLimits({ perUsr: { max: 1, windowSeconds: 60 } } as never)).toThrow(/"promptLimits\.perUsr" is not an option of "promptLimits"/);
+    expect(() => resolvePromptLimits({ perUser: { max: 1, window: 60 } } as never)).toThrow(/"promptLimits\.perUser\.window" is not an option of a limit/);
   });
 });
 
@@ -58,6 +61,26 @@ describe('MemoryAttemptCounter', () => {
     expect((await counter.countAttempt('a', 1000, 0, 30)).count).toBe(0);
     for (let i = 0; i < 1000; i++) await counter.countAttempt(`flood-${i}`, 1000, 1, 40);
     expect(counter.size).toBe(3);
+  });
+});
+
+describe('MemoryAttemptCounter under a flood of networks (a finding of the outside review)', () => {
+  it("keeps each kind's windows apart: 200 network windows through a cap of 50 never push out a user's window", async () => {
+    const counter = new MemoryAttemptCounter(50);
+    await counter.countAttempt('duo:limit:user:victim', 600_000, 1, 0);
+    for (let i = 0; i < 200; i++) await counter.countAttempt(`duo:limit:ip:net${i}`, 600_000, 1, 1);
+    expect(await counter.countAttempt('duo:limit:user:victim', 600_000, 0, 2)).toEqual({ count: 1, resetInMs: 599_998 });
+    expect(counter.size).toBe(51);
+  });
+
+  it('makes room from the front: ended windows go first, then the oldest, whatever the map holds', async () => {
+    const counter = new MemoryAttemptCounter(3);
+    for (const [key, at] of [['duo:limit:ip:a', 0], ['duo:limit:ip:b', 1], ['duo:limit:ip:c', 2]] as const) await counter.countAttempt(key, 100, 1, at);
+    await counter.countAttempt('duo:limit:ip:d', 100, 1, 100); // a has ended: it goes, b and c stay
+    expect((await counter.countAttempt('duo:limit:ip:b', 100, 0, 100)).count).toBe(1);
+    await counter.countAttempt('duo:limit:ip:e', 100, 1, 100); // full of live windows: the oldest (b) goes
+    expect((await counter.countAttempt('duo:limit:ip:b', 100, 0, 100)).count).toBe(0);
+    expect((await counter.countAttempt('duo:limit:ip:c', 100, 0, 100)).count).toBe(1);
   });
 });
 
@@ -128,6 +151,51 @@ describe('PromptLimiter', () => {
       expect(key).toMatch(/^duo:limit:(fail|ip|user):[\w-]{22}$/);
       expect(key).not.toMatch(/alice|192\.0\.2/);
     }
+  });
+
+  it("a refused start counts nowhere else: a user over the limit, from a new network each time, creates no network windows", async () => {
+    const counter = new MemoryAttemptCounter();
+    const limits = limiter(counter);
+    for (let i = 0; i < 3; i++) await limits.admit(request(`2001:db8:${i}::1`), 'mallory');
+    const before = counter.size;
+    for (let i = 3; i < 100; i++) await expect(limits.admit(request(`2001:db8:${i}::1`), 'mallory')).rejects.toMatchObject({ scope: 'user' });
+    expect(counter.size).toBe(before);
+  });
+
+  it('counts Alice and alice once with usernameMatch case-insensitive, and apart without it', async () => {
+    const settings = resolvePromptLimits({ perUser: { max: 2, windowSeconds: 60 }, perIp: false })!;
+    const folded = new PromptLimiter(settings, new MemoryAttemptCounter(), 'app', { caseInsensitive: true });
+    await folded.admit(request('192.0.2.1'), 'carol');
+    await folded.admit(request('192.0.2.1'), 'Carol');
+    await expect(folded.admit(request('192.0.2.1'), 'CAROL')).rejects.toMatchObject({ scope: 'user' });
+    const exact = new PromptLimiter(settings, new MemoryAttemptCounter(), 'app');
+    for (const name of ['carol', 'Carol', 'CAROL', 'carol']) await exact.admit(request('192.0.2.1'), name);
+  });
+
+  it('keys the digests with the secret: a network or a name cannot be recovered by hashing guesses', async () => {
+    const keys: string[] = [];
+    const counter: DuoAttemptCounter = { countAttempt: (key) => (keys.push(key), Promise.resolve({ count: 1, resetInMs: 1000 })) };
+    const settings = resolvePromptLimits({ failedCallbacksPerUser: false })!;
+    await new PromptLimiter(settings, counter, 'app', { secret: 's'.repeat(40) }).admit(request('127.0.0.1'), 'jane');
+    await new PromptLimiter(settings, counter, 'app', { secret: 't'.repeat(40) }).admit(request('127.0.0.1'), 'jane');
+    const { createHash } = await import('node:crypto');
+    const plain = `duo:limit:ip:${createHash('sha256').update('127.0.0.1').digest('base64url').slice(0, 22)}`;
+    expect(keys).toHaveLength(4);
+    expect(keys).not.toContain(plain);
+    expect(new Set(keys).size).toBe(4); // another secret, other keys
+  });
+
+  it('warns (at most once a minute) when clientIp gives something that is not an address, and still limits per user', async () => {
+    const warnings: string[] = [];
+    const settings = resolvePromptLimits({ perUser: { max: 2, windowSeconds: 60 }, perIp: { max: 1, windowSeconds: 60 }, clientIp: (req) => req.headers['x-forwarded-for'] as string })!;
+    const limits = new PromptLimiter(settings, new MemoryAttemptCounter(), 'app', { warn: (message) => warnings.push(message) });
+    const forwarded = { headers: { 'x-forwarded-for': '203.0.113.10, 10.0.0.1' } };
+    await limits.admit(forwarded, 'u1');
+    await limits.admit(forwarded, 'u1');
+    await expect(limits.admit(forwarded, 'u1')).rejects.toMatchObject({ scope: 'user' });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/not an IP address, so the per-IP limit did not count it\. Return one address from promptLimits\.clientIp/);
+    expect(warnings[0]).not.toContain('203.0.113.10');
   });
 
   it('keeps applications apart: one user on two applications has two counts', async () => {
