@@ -114,7 +114,9 @@ export function isLoopbackHost(hostname: string): boolean {
 
 /** Whether a (lower-case) host name is one of Duo's: under one of DUO_API_DOMAINS. */
 export function isDuoHost(hostname: string): boolean {
-  return DUO_API_DOMAINS.some((domain) => hostname.endsWith(`.${domain}`));
+  // A fully qualified name's trailing dot (api-x.duosecurity.com.) names the same host.
+  const name = hostname.endsWith('.') ? hostname.slice(0, -1) : hostname;
+  return DUO_API_DOMAINS.some((domain) => name.endsWith(`.${domain}`));
 }
 
 /**
@@ -198,6 +200,11 @@ function checkApiHost(value: string): string {
     fail('apiHost', `must be a hostname, not an IP address: ${WHERE_FROM.apiHost}.`);
   }
   if (!HOSTNAME.test(value)) fail('apiHost', `is not a valid hostname: ${WHERE_FROM.apiHost}.`);
+  try {
+    new URL(`https://${value}`); // an invalid IDNA label (xn--...) passes the pattern, not the URL parser
+  } catch {
+    fail('apiHost', `is not a valid hostname: ${WHERE_FROM.apiHost}.`);
+  }
   return value.toLowerCase();
 }
 

@@ -214,6 +214,7 @@ describe('the default per host', () => {
     ['apiHost in capitals', { apiHost: 'API-1234ABCD.DuoSecurity.COM' }, 'duo'],
     ['apiHost api-1234abcd.duofederal.com (Duo Federal)', { apiHost: 'api-1234abcd.duofederal.com' }, 'duo'],
     ['apiBaseUrl naming Duo\'s own host', { apiBaseUrl: 'https://api-1234abcd.duosecurity.com' }, 'duo'],
+    ["apiBaseUrl naming Duo's own host with a trailing dot (the same host)", { apiBaseUrl: 'https://api-1234abcd.duosecurity.com.' }, 'duo'],
     ['the emulator over http', { apiBaseUrl: 'http://127.0.0.1:4000' }, 'system'],
     ['the emulator over https on loopback', { apiBaseUrl: 'https://127.0.0.1:4443' }, 'system'],
     ['a test double on another host', { apiBaseUrl: 'https://duo-emulator.example.com' }, 'system'],

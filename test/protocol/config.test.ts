@@ -499,3 +499,12 @@ describe('configuration: ca holds certificates', () => {
     expect(resolveClientConfig(validOptions({ ca: bundle })).ca).toBe(bundle);
   });
 });
+
+describe('apiHost that only the URL parser refuses (a finding of the outside review)', () => {
+  it('names the option for an invalid IDNA label instead of a bare TypeError', async () => {
+    const { resolveClientConfig } = await import('../../src/protocol/index.js');
+    expect(() =>
+      resolveClientConfig({ clientId: 'DIXXXXXXXXXXXXXXXXXX', clientSecret: 'x'.repeat(40), apiHost: 'xn--api-12345678.duosecurity.com', redirectUri: 'https://app.example.com/duo/callback' }),
+    ).toThrow(/Duo option "apiHost" is not a valid hostname/);
+  });
+});
