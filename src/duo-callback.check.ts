@@ -1,8 +1,9 @@
 import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { MODULE_PATH, PATH_METADATA } from '@nestjs/common/constants.js';
 import { ApplicationConfig, DiscoveryService, MetadataScanner, ModulesContainer, Reflector } from '@nestjs/core';
-import { DUO_CALLBACK_ROUTE } from './duo.constants.js';
-import { DuoContext } from './duo.context.js';
+import { DUO_CALLBACK_ROUTE, REQUIRE_SECOND_FACTOR, type RequireSecondFactorOptions } from './duo.constants.js';
+import { DuoApplications } from './duo.applications.js';
+import { DuoConfigError } from './protocol/index.js';
 
 /**
  * At bootstrap, checks that a `@DuoCallback()` route serves the redirect URI's
@@ -20,20 +21,50 @@ export class DuoCallbackRouteCheck implements OnApplicationBootstrap {
     private readonly reflector: Reflector,
     private readonly config: ApplicationConfig,
     private readonly modules: ModulesContainer,
-    private readonly duo: DuoContext,
+    private readonly applications: DuoApplications,
   ) {}
 
   onApplicationBootstrap(): void {
-    if (!this.duo.settings.checkCallbackRoute) return;
-    const expected = normalise(this.duo.callbackPath);
+    this.checkRouteApplications();
+    if (!this.applications.default.settings.checkCallbackRoute) return;
     const routes = this.callbackRoutes();
-    if (routes.some((route) => expected === route || expected.endsWith(route))) return;
-    const found = routes.length === 0 ? 'there is no @DuoCallback() route at all' : `@DuoCallback() routes are at ${routes.join(', ')}`;
-    this.#logger.error(
-      `Duo sends users back to the redirect URI's path ${expected}, but ${found}: they would land on a 404 after Duo. ` +
-        `Put @DuoCallback() on a GET handler at ${expected}, or set redirectUri to the route's URL (and register it in the Duo Admin Panel). ` +
-        'An app that handles the callback itself with DuoService sets checkCallbackRoute: false.',
-    );
+    // Each application's redirect URI is checked: one @DuoCallback() route may serve them all, or each its own.
+    for (const context of this.applications.contexts) {
+      const expected = normalise(context.callbackPath);
+      if (routes.some((route) => expected === route || expected.endsWith(route))) continue;
+      const found = routes.length === 0 ? 'there is no @DuoCallback() route at all' : `@DuoCallback() routes are at ${routes.join(', ')}`;
+      const whose = this.applications.named
+        ? `Duo application "${context.name}" sends users back to its redirect URI's path ${expected} (applications.${context.name}.redirectUri)`
+        : `Duo sends users back to the redirect URI's path ${expected}`;
+      this.#logger.error(
+        `${whose}, but ${found}: they would land on a 404 after Duo. ` +
+          `Put @DuoCallback() on a GET handler at ${expected}, or set redirectUri to the route's URL (and register it in the Duo Admin Panel). ` +
+          'An app that handles the callback itself with DuoService sets checkCallbackRoute: false.',
+      );
+    }
+  }
+
+  /** Every `@RequireSecondFactor({ application })` must name a registered application: else the app does not start. */
+  checkRouteApplications(): void {
+    for (const wrapper of this.discovery.getControllers()) {
+      const instance = wrapper.instance as object | undefined;
+      const metatype = wrapper.metatype as (new (...args: never[]) => object) | undefined;
+      if (!instance || !metatype) continue;
+      const prototype = Object.getPrototypeOf(instance) as Record<string, unknown>;
+      const targets: Array<[object, string]> = [[metatype, metatype.name]];
+      for (const name of this.scanner.getAllMethodNames(prototype)) {
+        const handler = prototype[name];
+        if (typeof handler === 'function') targets.push([handler, `${metatype.name}.${name}`]);
+      }
+      for (const [target, where] of targets) {
+        const application = this.reflector.get<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, target as never)?.application;
+        if (application === undefined || this.applications.get(application) !== undefined) continue;
+        const known = this.applications.named
+          ? `the registered ones are ${this.applications.names.join(', ')}`
+          : 'the module has no "applications" (top-level credentials are the one application "default", which routes need not name)';
+        throw new DuoConfigError(`@RequireSecondFactor({ application: ${JSON.stringify(application)} }) on ${where} names no Duo application: ${known}. Add it to DuoModule's "applications" or fix the name.`);
+      }
+    }
   }
 
   /** The full path of every @DuoCallback() handler: global prefix, RouterModule path, controller path, method path. */

@@ -108,6 +108,8 @@ export const DEFAULT_ERROR_PAGE_TEXTS: DuoErrorPageTexts = deepFreeze({
     session_unavailable: 'Your session is unavailable',
     store_unavailable: 'Sign-in is unavailable',
     factor_rule_not_met: 'This page needs another kind of Duo sign-in',
+    application_unknown: 'This site does not know this address',
+    application_unavailable: 'Sign-in is unavailable',
   },
   messages: {},
   fallbackTitle: 'The second factor was not passed',

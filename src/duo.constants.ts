@@ -22,6 +22,13 @@ export const DUO_SESSION_KEY = 'duo';
 
 export interface RequireSecondFactorOptions {
   /**
+   * The Duo application (a name of DuoModule's `applications`) whose second
+   * factor this route needs; a marker of another application does not count.
+   * Default: `resolveApplication(request)`, else `defaultApplication`. A name
+   * that is not registered stops the app at startup.
+   */
+  application?: string;
+  /**
    * Step-up: a second factor older than this many seconds does not count for
    * this route, and Duo is asked (with `max_age`) to authenticate again.
    */

@@ -1,30 +1,54 @@
-import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Logger } from '@nestjs/common';
 import { inspect, type InspectOptions } from 'node:util';
 import { DuoHealth, type DuoHealthClient, type DuoStatus } from './duo-health.js';
-import { DuoEventBus } from './duo.events.js';
-import { DUO_MODULE_OPTIONS } from './duo.module-definition.js';
-import { resolveDuoSettings, type DuoModuleOptions, type DuoSettings } from './duo.options.js';
-import { DuoClient, type DuoHealthCheckResult, type DuoIdTokenClaims, type DuoNonce, type DuoTokenChecks } from './protocol/index.js';
+import { DuoEventBus, type DuoEvent } from './duo.events.js';
+import { DEFAULT_APPLICATION_NAME, resolveDuoSettings, type DuoModuleOptions, type DuoSettings } from './duo.options.js';
+import { DuoClient, type DuoClientOptions, type DuoHealthCheckResult, type DuoIdTokenClaims, type DuoNonce, type DuoTokenChecks } from './protocol/index.js';
 import { RedisTransactionStore } from './redis-transaction.store.js';
 import { DuoTelemetry, resolveTelemetryOptions } from './telemetry.js';
 import { isDuoHost } from './protocol/config.js';
 import { MemoryAttemptCounter, PromptLimiter, type DuoAttemptCounter } from './prompt-limits.js';
 import { SessionTransactionStore, type DuoTransactionStore } from './transaction.store.js';
 
+/** What the applications of one module share: set by DuoApplications; a context made alone makes its own. */
+export interface DuoContextShared {
+  /** The application's name (`default` for top-level credentials). */
+  name?: string;
+  /** True when the module was configured with `applications`: events, logs and metrics then name the application. */
+  named?: boolean;
+  /** The store of pending logins, shared so that one callback route can serve every application. */
+  store?: DuoTransactionStore;
+  events?: DuoEventBus;
+  /** The counter of the prompt limits (a store's, or one map in this process). */
+  counter?: DuoAttemptCounter;
+}
+
+/** The events of one application: the shared bus, with the application's name on each event when the module names its applications. */
+export interface DuoApplicationEvents {
+  readonly events$: DuoEventBus['events$'];
+  emit(event: DuoEvent): void;
+}
+
 /**
  * One Duo application as the module runs it: the protocol client and the
  * settings resolved from the options, the health cache, the store of pending
  * logins and the event bus. Internal: the service, the flow and the guards
- * share it. (Several Duo applications would be several of these.)
+ * share it. Several Duo applications are several of these, made and closed by
+ * DuoApplications.
  */
-@Injectable()
-export class DuoContext implements OnApplicationBootstrap, OnModuleDestroy {
+export class DuoContext {
   readonly client: DuoClient;
   readonly settings: DuoSettings;
   readonly store: DuoTransactionStore;
   readonly health: DuoHealth;
-  readonly events: DuoEventBus;
-  readonly logger = new Logger('DuoModule');
+  readonly events: DuoApplicationEvents;
+  readonly #bus: DuoEventBus;
+  readonly #ownsBus: boolean;
+  readonly logger: Logger;
+  /** The application's name in the module's options (`default` for top-level credentials). */
+  readonly name: string;
+  /** True when the module names its applications (`applications`). */
+  readonly named: boolean;
   /** This Duo application, as markers name it: `clientId@host`. */
   readonly application: string;
   /** The redirect URI's path: where `@DuoCallback()` must be. */
@@ -36,12 +60,15 @@ export class DuoContext implements OnApplicationBootstrap, OnModuleDestroy {
   /** Push-flood limits (`promptLimits`); undefined when they are off. */
   readonly limiter: PromptLimiter | undefined;
 
-  constructor(@Inject(DUO_MODULE_OPTIONS) options: DuoModuleOptions) {
-    this.client = new DuoClient(options);
+  constructor(options: DuoModuleOptions, shared: DuoContextShared = {}) {
+    this.name = shared.name ?? DEFAULT_APPLICATION_NAME;
+    this.named = shared.named ?? false;
+    this.logger = new Logger(this.named ? `DuoModule:${this.name}` : 'DuoModule');
+    this.client = new DuoClient(options as DuoClientOptions);
     this.settings = resolveDuoSettings(options, { duoHost: isDuoHost(new URL(this.client.config.baseUrl).hostname) });
     const telemetrySettings = resolveTelemetryOptions(options.telemetry);
     hideSecrets(options, this.client.config.proxy);
-    const telemetry = DuoTelemetry.create(telemetrySettings, { baseUrl: this.client.config.baseUrl }, this.logger);
+    const telemetry = DuoTelemetry.create(telemetrySettings, { baseUrl: this.client.config.baseUrl, ...(this.named ? { application: this.name } : {}) }, this.logger);
     this.telemetry = telemetry;
     const client = this.client;
     const healthClient: DuoHealthClient = telemetry ? { healthCheck: () => telemetry.duoCall('health_check', undefined, () => client.healthCheck()) } : client;
@@ -55,14 +82,18 @@ export class DuoContext implements OnApplicationBootstrap, OnModuleDestroy {
       },
       this.logger,
     );
-    const store = this.settings.transactionStore ?? new SessionTransactionStore();
+    const store = shared.store ?? this.settings.transactionStore ?? new SessionTransactionStore();
     this.store = telemetry ? telemetry.wrapStore(store, storeSystem(store)) : store;
-    this.events = new DuoEventBus(this.settings.onEvent, this.logger);
+    this.#ownsBus = shared.events === undefined;
+    const bus = shared.events ?? new DuoEventBus(this.settings.onEvent, this.logger);
+    this.#bus = bus;
+    const name = this.name;
+    this.events = this.named ? { events$: bus.events$, emit: (event) => bus.emit({ ...event, application: name }) } : bus;
     this.callbackPath = new URL(this.client.config.redirectUri).pathname;
     this.application = `${this.client.config.clientId}@${new URL(this.client.config.baseUrl).host}`;
     const limits = this.settings.promptLimits;
     // A store that keeps counts (RedisTransactionStore) shares them with every instance; otherwise they are this process's.
-    const counter = typeof (store as Partial<DuoAttemptCounter>).countAttempt === 'function' ? (store as unknown as DuoAttemptCounter) : new MemoryAttemptCounter();
+    const counter = shared.counter ?? counterOf(store);
     this.limiter = limits ? new PromptLimiter(limits, counter, this.application) : undefined;
   }
 
@@ -92,18 +123,24 @@ export class DuoContext implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   /** With fail mode `open`: a warning, and one health check whose failure is logged as an error. */
-  async onApplicationBootstrap(): Promise<void> {
+  async bootstrap(): Promise<void> {
     await this.health.onBootstrap();
   }
 
-  async onModuleDestroy(): Promise<void> {
-    this.events.complete();
+  /** Closes the client (and the event bus when this context made its own). */
+  async close(): Promise<void> {
+    if (this.#ownsBus) this.#bus.complete();
     await this.client.close();
   }
 
   toJSON(): Record<string, unknown> {
-    return { application: this.application, callbackPath: this.callbackPath };
+    return { name: this.name, application: this.application, callbackPath: this.callbackPath };
   }
+}
+
+/** The prompt limits' counter: the store's when it keeps counts (shared by every instance), else a map in this process. */
+export function counterOf(store: DuoTransactionStore): DuoAttemptCounter {
+  return typeof (store as Partial<DuoAttemptCounter>).countAttempt === 'function' ? (store as unknown as DuoAttemptCounter) : new MemoryAttemptCounter();
 }
 
 /** The store's kind, for the `db.system.name` attribute: `session`, `redis`, or `custom` for an app's own. */
@@ -120,7 +157,7 @@ function storeSystem(store: DuoTransactionStore): string {
  * before; and util.inspect (console.log), even with showHidden and getters, shows
  * the options through a custom view with both replaced.
  */
-function hideSecrets(options: DuoModuleOptions, printableProxy: string | undefined): void {
+export function hideSecrets(options: DuoModuleOptions, printableProxy: string | undefined): void {
   if (Object.isFrozen(options)) return;
   try {
     for (const key of ['clientSecret', 'proxy'] as const) {
@@ -132,7 +169,7 @@ function hideSecrets(options: DuoModuleOptions, printableProxy: string | undefin
     Object.defineProperty(options, inspect.custom, {
       value: (_depth: number, inspectOptions: InspectOptions, show: typeof inspect = inspect): string =>
         show(
-          { ...options, clientSecret: '[hidden]', ...(printableProxy === undefined ? {} : { proxy: printableProxy }) },
+          { ...options, ...('clientSecret' in options ? { clientSecret: '[hidden]' } : {}), ...(printableProxy === undefined ? {} : { proxy: printableProxy }) },
           { ...inspectOptions, showHidden: false, getters: false },
         ),
       enumerable: false,

@@ -36,6 +36,10 @@ export const DUO_ERROR_STATUS = {
   prompt_rate_limited: 429,
   // Duo passed the user, but not in the way the route's factor rule demands (a known user: forbidden, not unauthenticated).
   factor_rule_not_met: 403,
+  // resolveApplication named a Duo application this module does not have (a request for an unknown tenant or host).
+  application_unknown: 400,
+  // resolveApplication threw or rejected (a config store that is down): nothing is let through.
+  application_unavailable: 503,
 } as const satisfies Record<DuoProtocolErrorCode, number> & Record<string, number>;
 
 /** Every code of nestjs-duo's errors: the protocol's and the Nest layer's. */

@@ -7,6 +7,12 @@ interface DuoEventBase {
   at: number;
   /** The primary user, when known. */
   username?: string;
+  /**
+   * The Duo application's name, when the module names its applications
+   * (`applications`); absent for top-level credentials. An anonymous refused
+   * callback (unknown state) names the default application.
+   */
+  application?: string;
 }
 
 /** A login was sent to Duo's prompt. */

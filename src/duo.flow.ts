@@ -37,6 +37,10 @@ export interface DuoCallbackOutcome {
 }
 
 const CALLBACK_PARAMS = ['state', 'duo_code', 'code', 'error'] as const;
+type CallbackParams = ReturnType<typeof rawQuery>;
+
+/** The flow of a named application (undefined: the default's), or undefined when no such application is registered. */
+export type DuoFlowLookup = (application: string | undefined) => DuoFlow | undefined;
 
 /**
  * The second-factor flow, internal to the module: start a login (health,
@@ -50,7 +54,20 @@ export class DuoFlow {
   readonly #limitedWarnings = new Throttle(60_000);
   #cookieChecked = false;
 
-  constructor(readonly context: DuoContext) {}
+  readonly #owners: DuoFlowLookup;
+
+  /** `owners` finds the flow of a pending login's application (DuoApplications passes its lookup); alone, a flow owns only its own logins. */
+  constructor(
+    readonly context: DuoContext,
+    owners?: DuoFlowLookup,
+  ) {
+    this.#owners = owners ?? ((application) => (application === this.#slot ? this : undefined));
+  }
+
+  /** Where this application's markers and pending logins are named: its name for a named application, undefined for top-level credentials. */
+  get #slot(): string | undefined {
+    return this.context.named ? this.context.name : undefined;
+  }
 
   /** The primary user's name, or undefined when nobody is logged in. */
   usernameOf(request: DuoRequest): string | undefined {
@@ -62,14 +79,14 @@ export class DuoFlow {
   verification(request: DuoRequest, maxAge?: number): VerifiedMarker | undefined {
     const username = this.usernameOf(request);
     if (!username) return undefined;
-    return SecondFactorSession.of(request).verifiedFor(username, this.context.application, maxAge);
+    return SecondFactorSession.of(request).verifiedFor(username, this.context.application, maxAge, Date.now(), this.#slot);
   }
 
   /** The fail-open bypass marker for the current user, if Duo was skipped for this session and the bypass still runs. */
   bypass(request: DuoRequest): BypassMarker | undefined {
     const username = this.usernameOf(request);
     if (!username) return undefined;
-    return SecondFactorSession.of(request).bypassFor(username, this.context.application);
+    return SecondFactorSession.of(request).bypassFor(username, this.context.application, Date.now(), this.#slot);
   }
 
   /** Warns once, on the first protected request, about session cookie settings that break or weaken the flow. */
@@ -114,9 +131,9 @@ export class DuoFlow {
       // Step-up logins and factor rules never fail open, so they never spend a confirming health check either.
       if (maxAge === undefined && rule === undefined && (await context.health.mayFailOpen(duoError))) {
         const now = Date.now();
-        session.markBypassed({ username, app: context.application, at: now, until: now + settings.bypassTtlMs, reason: duoError.code as DuoErrorCode });
+        session.markBypassed({ username, app: context.application, at: now, until: now + settings.bypassTtlMs, reason: duoError.code as DuoErrorCode }, this.#slot);
         context.health.recordBypass(now + settings.bypassTtlMs);
-        context.logger.warn(`Fail mode "open": user "${printable(username)}" let through WITHOUT a second factor because Duo is unavailable (${duoError.code}).`);
+        context.logger.warn(`${this.#named()}Fail mode "open": user "${printable(username)}" let through WITHOUT a second factor because Duo is unavailable (${duoError.code}).`);
         context.events.emit({ type: 'second_factor_bypassed', at: now, username, reason: duoError.code as DuoErrorCode });
         return { kind: 'bypass', reason: duoError.code as DuoErrorCode };
       }
@@ -140,6 +157,7 @@ export class DuoFlow {
       expiresAt: now + settings.transactionTtlMs,
       ...(maxAge === undefined ? {} : { maxAge }),
       ...(rule === undefined ? {} : { factorRule: encodeFactorRule(rule) }),
+      ...(this.#slot === undefined ? {} : { application: this.#slot }),
     };
     await this.#storeCall(() => context.store.create(transaction, this.#storeContext(session.writable())));
     context.events.emit({ type: 'prompt_started', at: now, username, ...(maxAge === undefined ? {} : { maxAge }) });
@@ -154,25 +172,24 @@ export class DuoFlow {
     if (!request.session || typeof request.session !== 'object') return undefined;
     const state = rawQuery(request, ['state']).state!.value;
     if (state === undefined) return undefined;
-    const returnTo = SecondFactorSession.of(request).completed(state);
-    return returnTo !== undefined && this.verification(request) ? { returnTo, reload: true } : undefined;
+    const completed = SecondFactorSession.of(request).completed(state);
+    if (completed === undefined) return undefined;
+    // The application that completed it: its marker must be there.
+    const owner = this.#owners(completed.application);
+    return owner?.verification(request) ? { returnTo: completed.returnTo, reload: true } : undefined;
   }
 
   /**
    * Consumes Duo's callback: the pending login is taken by state exactly once
-   * and checked against this session and user, the code exchanged and the
-   * id_token verified, and the session renewed with the verified marker. A
-   * failure once the login is known carries its return path (the error page's
-   * "start again" link).
+   * and checked against this session and user, the code exchanged (with the
+   * client of the application that started the login) and the id_token
+   * verified, and the session renewed with the verified marker. A failure once
+   * the login is known carries its return path (the error page's "start
+   * again" link).
    */
   async complete(request: DuoRequest): Promise<DuoCallbackOutcome> {
     const { context } = this;
-    let username = this.usernameOf(request);
-    let retryPath: string | undefined;
-    /** The user of the pending login, once it was taken: whose failures count toward promptLimits. */
-    let known: string | undefined;
-    /** A login Duo passed that the route's factor rule refuses. */
-    let refused: Extract<FactorRuleOutcome, { ok: false }> | undefined;
+    let taken: { session: SecondFactorSession; params: CallbackParams; transaction: PendingTransaction; owner: DuoFlow };
     try {
       const params = rawQuery(request, CALLBACK_PARAMS);
       const state = params.state!;
@@ -189,9 +206,27 @@ export class DuoFlow {
       if (transaction.binding !== session.existing.binding) {
         throw new DuoError<DuoErrorCode>('state_unknown', 'This sign-in response belongs to another session. Start the login again.');
       }
-      username = transaction.username;
-      retryPath = transaction.returnTo;
-      known = transaction.username;
+      // The application that started the login finishes it: its client, its markers, its events.
+      const owner = this.#owners(transaction.application);
+      if (!owner) {
+        throw new DuoError<DuoErrorCode>('state_unknown', 'This sign-in response belongs to a Duo application this site no longer has. Start the login again.');
+      }
+      taken = { session, params, transaction, owner };
+    } catch (error) {
+      const duoError = isDuoError(error) ? error : new DuoError<DuoErrorCode>('duo_upstream_invalid', 'The Duo callback failed unexpectedly.');
+      this.#callbackFailed(duoError, this.usernameOf(request));
+      throw new DuoHttpException(duoError, { retryPath: '/' });
+    }
+    return taken.owner.#completeTaken(request, taken.session, taken.params, taken.transaction);
+  }
+
+  /** The rest of a callback whose pending login was taken, in the flow of the login's application. */
+  async #completeTaken(request: DuoRequest, session: SecondFactorSession, params: CallbackParams, transaction: PendingTransaction): Promise<DuoCallbackOutcome> {
+    const { context } = this;
+    const username = transaction.username;
+    /** A login Duo passed that the route's factor rule refuses. */
+    let refused: Extract<FactorRuleOutcome, { ok: false }> | undefined;
+    try {
       if (transaction.expiresAt <= Date.now()) throw new DuoError<DuoErrorCode>('transaction_expired', 'This sign-in took too long and expired. Start the login again.');
       if (this.usernameOf(request) !== transaction.username) {
         throw new DuoError<DuoErrorCode>('username_mismatch', 'The user logged in to this session changed during the Duo login; the second factor does not count.');
@@ -238,8 +273,8 @@ export class DuoFlow {
       // A refused rule had its own event (second_factor_rule_refused); metrics still count it as a failed callback.
       if (refused === undefined) this.#callbackFailed(duoError, username);
       else context.telemetry?.callbackFailed(duoError.code);
-      if (known !== undefined && context.limiter) await this.#countFailure(context.limiter, known, duoError.code);
-      throw new DuoHttpException(duoError, { retryPath: retryPath ?? '/' });
+      if (context.limiter) await this.#countFailure(context.limiter, username, duoError.code);
+      throw new DuoHttpException(duoError, { retryPath: transaction.returnTo });
     }
   }
 
@@ -265,8 +300,14 @@ export class DuoFlow {
   async #record(session: SecondFactorSession, transaction: PendingTransaction, result: SecondFactorResult): Promise<void> {
     await session.recordVerified({
       marker: result.verified,
-      completed: { state: transaction.state, returnTo: result.returnTo, until: Date.now() + this.context.settings.transactionTtlMs },
+      completed: {
+        state: transaction.state,
+        returnTo: result.returnTo,
+        until: Date.now() + this.context.settings.transactionTtlMs,
+        ...(this.#slot === undefined ? {} : { application: this.#slot }),
+      },
       binding: transaction.binding,
+      ...(this.#slot === undefined ? {} : { slot: this.#slot }),
       username: result.username,
       usernameOf: (view) => this.usernameOf(view),
       timeoutMs: this.context.settings.sessionTimeoutMs,
@@ -295,7 +336,7 @@ export class DuoFlow {
     });
     const seen = (['factor', 'reason', 'result'] as const).map((key) => `${key} ${observed[key] === undefined ? 'absent' : JSON.stringify(observed[key])}`).join(', ');
     this.context.logger.warn(
-      `Duo login of user "${printable(username)}" refused by the route's factor rule (${outcome.rule}${rule?.factors ? `: ${rule.factors.join(', ')}` : ''}); Duo reported ${seen}.`,
+      `${this.#named()}Duo login of user "${printable(username)}" refused by the route's factor rule (${outcome.rule}${rule?.factors ? `: ${rule.factors.join(', ')}` : ''}); Duo reported ${seen}.`,
     );
   }
 
@@ -311,7 +352,7 @@ export class DuoFlow {
     telemetry?.callbackFailed(error.code);
     if (username) {
       events.emit({ type: 'second_factor_failed', at, code: error.code as DuoErrorCode, username });
-      logger.warn(`Duo callback refused for user "${printable(username)}": ${error.code}.`);
+      logger.warn(`${this.#named()}Duo callback refused for user "${printable(username)}": ${error.code}.`);
       return;
     }
     const suppressed = this.#anonymousFailures.pass(at);
@@ -332,7 +373,7 @@ export class DuoFlow {
         const suppressed = this.#limitedWarnings.pass(at);
         if (suppressed !== undefined) {
           const more = suppressed > 0 ? ` (${suppressed} more refused in the last minute were not logged)` : '';
-          this.context.logger.warn(`Duo prompt refused for user "${printable(username)}" by promptLimits (${error.scope}): a push flood, or a user who keeps reloading${more}.`);
+          this.context.logger.warn(`${this.#named()}Duo prompt refused for user "${printable(username)}" by promptLimits (${error.scope}): a push flood, or a user who keeps reloading${more}.`);
         }
       }
       throw error;
@@ -346,6 +387,11 @@ export class DuoFlow {
     } catch {
       this.context.logger.error('Could not count a failed Duo callback for promptLimits: the transaction store failed. The next prompt start checks the store again and is refused while it fails.');
     }
+  }
+
+  /** `Duo application "admin": ` in front of a log line, when the module names its applications. */
+  #named(): string {
+    return this.context.named ? `Duo application "${this.context.name}": ` : '';
   }
 
   #returnTarget(returnTo: string): string {

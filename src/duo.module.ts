@@ -4,6 +4,7 @@ import { DuoCallbackRouteCheck } from './duo-callback.check.js';
 import { DuoExceptionFilter } from './duo-exception.filter.js';
 import { DuoCallbackGuard, DuoCallbackInterceptor } from './duo-callback.guard.js';
 import { DuoConfigurableModule, DUO_MODULE_OPTIONS } from './duo.module-definition.js';
+import { DuoApplications } from './duo.applications.js';
 import { DuoContext } from './duo.context.js';
 import { DuoFlow } from './duo.flow.js';
 import { DuoService } from './duo.service.js';
@@ -18,8 +19,10 @@ import { SecondFactorGuard } from './second-factor.guard.js';
 @Module({
   imports: [DiscoveryModule],
   providers: [
-    DuoContext,
-    DuoFlow,
+    DuoApplications,
+    // The default application's context and flow, for everything that serves one application.
+    { provide: DuoContext, useFactory: (applications: DuoApplications) => applications.default, inject: [DuoApplications] },
+    { provide: DuoFlow, useFactory: (applications: DuoApplications) => applications.flow(), inject: [DuoApplications] },
     DuoService,
     DuoCallbackRouteCheck,
     DuoStrategy,
@@ -30,6 +33,6 @@ import { SecondFactorGuard } from './second-factor.guard.js';
     // Renders the module's own exceptions in global mode (APP_GUARD), where no route-level filter is bound.
     { provide: APP_FILTER, useExisting: DuoExceptionFilter },
   ],
-  exports: [DuoService, DuoContext, DuoFlow, SecondFactorGuard, DuoCallbackGuard, DuoCallbackInterceptor, DuoExceptionFilter, DUO_MODULE_OPTIONS],
+  exports: [DuoService, DuoApplications, DuoContext, DuoFlow, SecondFactorGuard, DuoCallbackGuard, DuoCallbackInterceptor, DuoExceptionFilter, DUO_MODULE_OPTIONS],
 })
 export class DuoModule extends DuoConfigurableModule {}

@@ -11,8 +11,53 @@ export type { DuoRequest } from './request.util.js';
 export type DuoFailMode = 'closed' | 'open';
 
 
-/** Everything `DuoModule.forRoot()` takes: Duo's credentials plus how the module behaves around them. */
-export interface DuoModuleOptions extends DuoClientOptions {
+/**
+ * One Duo application of `applications`: its credentials and redirect URI
+ * (and any transport option that differs from the top level's), plus the
+ * name shown in Duo Mobile.
+ */
+export interface DuoApplicationOptions extends DuoClientOptions {
+  /** Sent to Duo as `dest_app_name` for this application's logins; default: the top-level `appName`. */
+  appName?: string;
+}
+
+/** The client options every application takes from the top level unless it sets its own. */
+export const SHARED_CLIENT_OPTIONS = ['apiBaseUrl', 'timeoutMs', 'ca', 'tls', 'proxy', 'usernameMatch', 'maxConcurrentRequests', 'clockSkewWarningSeconds'] as const;
+
+/** What an application's name may be: it keys session markers and Redis records. */
+export const APPLICATION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The application of a module configured with top-level credentials (no `applications`). */
+export const DEFAULT_APPLICATION_NAME = 'default';
+
+/**
+ * Everything `DuoModule.forRoot()` takes: Duo's credentials plus how the module
+ * behaves around them. Either the credentials at the top level (one Duo
+ * application, named `default`), or several under `applications`.
+ */
+export interface DuoModuleOptions extends Partial<DuoClientOptions> {
+  /**
+   * Several Duo applications (staff and admin, one per tenant), by name
+   * (letters, digits, `_` and `-`, up to 64). Each has its own credentials,
+   * client, health check and telemetry; the store of pending logins, the
+   * events and every other option are shared. A verified second factor counts
+   * only for the application that verified it. Leave the top-level `clientId`,
+   * `clientSecret`, `apiHost` and `redirectUri` out when you set this; the
+   * other client options there (`timeoutMs`, `tls`, `proxy`, ...) are every
+   * application's defaults.
+   */
+  applications?: Record<string, DuoApplicationOptions>;
+  /** With `applications`: the one a route uses when neither its decorator nor `resolveApplication` names one. Required with more than one. */
+  defaultApplication?: string;
+  /**
+   * With `applications`: the application of a request whose route does not
+   * name one (`@RequireSecondFactor({ application })` wins), e.g. from the
+   * host name or a tenant id. May be async. undefined or null: the default
+   * application. A name that is not registered is refused (400
+   * `application_unknown`); a resolver that throws, 503 `application_unavailable`.
+   */
+  resolveApplication?: (request: DuoRequest) => string | undefined | null | Promise<string | undefined | null>;
+
   /**
    * What happens when Duo is unreachable or unhealthy as a login starts. `closed`
    * (default) refuses with 503. `open` lets the user through, marking the session

@@ -1,4 +1,6 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Optional } from '@nestjs/common';
+import { DuoApplications } from './duo.applications.js';
+import { DuoConfigError } from './protocol/index.js';
 import type { Observable } from 'rxjs';
 import type { DuoStatus } from './duo-health.js';
 import { DuoContext } from './duo.context.js';
@@ -23,10 +25,46 @@ import type { BypassMarker, VerifiedMarker } from './second-factor.session.js';
  */
 @Injectable()
 export class DuoService {
+  readonly #applications: DuoApplications | undefined;
+  readonly #others = new Map<string, DuoService>();
+
   constructor(
     private readonly context: DuoContext,
     private readonly flow: DuoFlow,
-  ) {}
+    @Optional() applications?: DuoApplications,
+  ) {
+    this.#applications = applications;
+  }
+
+  /** The name of this service's Duo application (`default` for top-level credentials). */
+  get applicationName(): string {
+    return this.context.name;
+  }
+
+  /** The names of the module's Duo applications, the default first. */
+  get applicationNames(): string[] {
+    return this.#applications ? this.#applications.contexts.map((context) => context.name) : [this.context.name];
+  }
+
+  /**
+   * The face of another of the module's Duo applications (`applications`):
+   * its health, its SDK workflow, what the current session passed there.
+   * Injected, DuoService is the default application's. An unknown name throws
+   * a DuoConfigError naming the registered ones.
+   */
+  forApplication(name: string): DuoService {
+    if (name === this.context.name) return this;
+    const cached = this.#others.get(name);
+    if (cached) return cached;
+    const context = this.#applications?.get(name);
+    const flow = this.#applications?.flow(name);
+    if (!context || !flow) {
+      throw new DuoConfigError(`DuoService.forApplication(${JSON.stringify(name)}): no such Duo application; the registered ones are ${this.applicationNames.join(', ')}.`);
+    }
+    const service = new DuoService(context, flow, this.#applications);
+    this.#others.set(name, service);
+    return service;
+  }
 
   /** Audit events: prompt started, second factor passed, failed, bypassed. No secrets in them. Subscribers must not throw. */
   get events$(): Observable<DuoEvent> {
@@ -91,6 +129,6 @@ export class DuoService {
   }
 
   toJSON(): Record<string, unknown> {
-    return { application: this.context.application };
+    return { name: this.context.name, application: this.context.application };
   }
 }

@@ -4,7 +4,7 @@
 // The module and its options
 export { DuoModule } from './duo.module.js';
 export { DUO_MODULE_OPTIONS } from './duo.module-definition.js';
-export type { DuoModuleOptions, DuoFailMode, DuoRequest } from './duo.options.js';
+export type { DuoApplicationOptions, DuoModuleOptions, DuoFailMode, DuoRequest } from './duo.options.js';
 export type { DuoTelemetryOptions } from './telemetry.js';
 
 // The service (Duo's SDK workflow, verification, events)

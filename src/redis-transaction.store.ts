@@ -6,6 +6,7 @@ import type { DuoAttemptCount } from './prompt-limits.js';
 import { MAX_RETURN_PATH_BYTES } from './request.util.js';
 import type { DuoErrorCode } from './duo.errors.js';
 import { decodeFactorRule } from './factor-rules.js';
+import { APPLICATION_NAME } from './duo.options.js';
 
 /**
  * The two commands the store sends, `EVALSHA` and `EVAL`, as node-redis
@@ -46,6 +47,8 @@ const MAX_PENDING_LIMIT = 50;
 /** A session binding is part of the key: URL-safe characters only, never a brace (Redis Cluster's hash tag). */
 const BINDING = /^[A-Za-z0-9._~-]{1,128}$/;
 const CONTROL = /[\x00-\x1f\x7f]/;
+/** A Duo application's name, as DuoModule's `applications` allows it. */
+const APPLICATION = APPLICATION_NAME;
 const LONE_SURROGATE = /\p{Cs}/u;
 /** A number in a record: base 36, as written by toString(36). */
 const NUMBER = /^[0-9a-z]{1,11}$/;
@@ -327,7 +330,11 @@ const invalid = (what: string): DuoError<DuoErrorCode> => new DuoError<DuoErrorC
 /** Free text of a record: no control characters (they separate records and fields), and valid UTF-16 so that it comes back unchanged. */
 const plainText = (value: unknown): value is string => typeof value === 'string' && !CONTROL.test(value) && !LONE_SURROGATE.test(value);
 
-/** One pending login as a record: state, expiresAt and its age (base 36, ms), nonce, username, return path, maxAge, factor rule (maxAge '' when only the rule is set). */
+/**
+ * One pending login as a record: state, expiresAt and its age (base 36, ms),
+ * nonce, username, return path, maxAge, factor rule, application (an
+ * optional field is '' when a later one is set, and left off at the end).
+ */
 function encode(tx: PendingTransaction): string {
   if (tx === null || typeof tx !== 'object') throw invalid('it is not a transaction');
   if (!isWellFormedState(tx.state)) throw invalid('the state is not 16 to 1024 URL-safe characters');
@@ -345,9 +352,15 @@ function encode(tx: PendingTransaction): string {
   if (tx.maxAge !== undefined && (!Number.isSafeInteger(tx.maxAge) || tx.maxAge < 0)) throw invalid('maxAge must be a whole number of seconds, 0 or more');
   // The callback checks Duo's answer against the rule: one that could not be read back must not be stored.
   if (tx.factorRule !== undefined && decodeFactorRule(tx.factorRule) === undefined) throw invalid('the factor rule is not factor names joined by commas, or *');
+  // The callback exchanges the code with this application's client: a name that could not be read back must not be stored.
+  if (tx.application !== undefined && (typeof tx.application !== 'string' || !APPLICATION.test(tx.application))) {
+    throw invalid('the application is not 1 to 64 letters, digits, "_" or "-"');
+  }
   const fields = [tx.state, tx.expiresAt.toString(36), (tx.expiresAt - tx.startedAt).toString(36), tx.nonce, tx.username, tx.returnTo];
-  if (tx.maxAge !== undefined || tx.factorRule !== undefined) fields.push(tx.maxAge === undefined ? '' : tx.maxAge.toString(36));
-  if (tx.factorRule !== undefined) fields.push(tx.factorRule);
+  const more = tx.application !== undefined;
+  if (tx.maxAge !== undefined || tx.factorRule !== undefined || more) fields.push(tx.maxAge === undefined ? '' : tx.maxAge.toString(36));
+  if (tx.factorRule !== undefined || more) fields.push(tx.factorRule ?? '');
+  if (more) fields.push(tx.application!);
   return fields.join(US);
 }
 
@@ -355,10 +368,13 @@ function encode(tx: PendingTransaction): string {
 function decode(record: string, state: string, binding: string): PendingTransaction | undefined {
   if (record.includes(RS)) return undefined;
   const fields = record.split(US);
-  if (fields.length < 6 || fields.length > 8) return undefined;
-  const [storedState, expires, age, nonce, username, returnTo, storedMaxAge, factorRule] = fields as [string, string, string, string, string, string, string?, string?];
-  // With a rule, an empty maxAge field stands for none; without one, an empty field is malformed.
-  const maxAge = factorRule !== undefined && storedMaxAge === '' ? undefined : storedMaxAge;
+  if (fields.length < 6 || fields.length > 9) return undefined;
+  const [storedState, expires, age, nonce, username, returnTo, storedMaxAge, storedRule, application] = fields as [string, string, string, string, string, string, string?, string?, string?];
+  // An application name that is not one is a malformed record (absent), never a login of the default application.
+  if (application !== undefined && !APPLICATION.test(application)) return undefined;
+  // With a later field, an empty field stands for none; as the last field, an empty one is malformed.
+  const factorRule = application !== undefined && storedRule === '' ? undefined : storedRule;
+  const maxAge = storedRule !== undefined && storedMaxAge === '' ? undefined : storedMaxAge;
   // A rule field that is not a rule is a malformed record (absent), never a login without a rule.
   if (factorRule !== undefined && decodeFactorRule(factorRule) === undefined) return undefined;
   if (storedState !== state || !isWellFormedState(nonce) || username.length === 0) return undefined;
@@ -377,6 +393,7 @@ function decode(record: string, state: string, binding: string): PendingTransact
     expiresAt,
     ...(step === undefined ? {} : { maxAge: step }),
     ...(factorRule === undefined ? {} : { factorRule }),
+    ...(application === undefined ? {} : { application }),
   };
 }
 

@@ -2,6 +2,7 @@ import { SetMetadata, UseFilters, UseGuards, applyDecorators } from '@nestjs/com
 import { DuoExceptionFilter } from './duo-exception.filter.js';
 import { MIN_STEP_UP_SECONDS, REQUIRE_SECOND_FACTOR, SKIP_SECOND_FACTOR, type RequireSecondFactorOptions } from './duo.constants.js';
 import { factorRuleOf } from './factor-rules.js';
+import { APPLICATION_NAME } from './duo.options.js';
 import { SecondFactorGuard } from './second-factor.guard.js';
 
 /**
@@ -15,6 +16,9 @@ export function RequireSecondFactor(options: RequireSecondFactorOptions = {}): M
   if (options.maxAge !== undefined && (!Number.isInteger(options.maxAge) || options.maxAge < MIN_STEP_UP_SECONDS)) {
     // 0 would expire between the callback and the page it returns to, and loop.
     throw new TypeError(`@RequireSecondFactor({ maxAge }) must be a whole number of seconds, ${MIN_STEP_UP_SECONDS} or more.`);
+  }
+  if (options.application !== undefined && (typeof options.application !== 'string' || !APPLICATION_NAME.test(options.application))) {
+    throw new TypeError('@RequireSecondFactor({ application }) must be the name of one of DuoModule\'s applications (1 to 64 letters, digits, "_" or "-").');
   }
   const metadata: RequireSecondFactorOptions = { ...options };
   if (options.factors !== undefined && Array.isArray(options.factors)) metadata.factors = Object.freeze([...options.factors]);

@@ -6,12 +6,16 @@ import { answeredHere, writeDuoAnswer } from './duo-exception.filter.js';
 import { DuoHttpException } from './duo.exception.js';
 import type { DuoRequest } from './duo.options.js';
 import { DuoFlow } from './duo.flow.js';
+import { DuoApplications } from './duo.applications.js';
 import { DuoService } from './duo.service.js';
 import { DuoError, isDuoError } from './protocol/index.js';
 import { requestPath, safeReturnPath, wantsJson } from './request.util.js';
 import { SecondFactorSession } from './second-factor.session.js';
 import type { DuoErrorCode } from './duo.errors.js';
 import { checkFactorEvidence, factorRuleOf, type FactorRuleOutcome, type ResolvedFactorRule } from './factor-rules.js';
+
+/** The Duo application canActivate chose for a request, for check() (a subclass's override calls it with the request only). */
+const requestFlows = new WeakMap<object, DuoFlow>();
 
 /**
  * Lets a request through only when its session passed Duo for the current user
@@ -26,7 +30,8 @@ import { checkFactorEvidence, factorRuleOf, type FactorRuleOutcome, type Resolve
 export class SecondFactorGuard implements CanActivate {
   /** Injected by property, so that subclasses keep the two-argument constructor. */
   @Inject(HttpAdapterHost) protected readonly adapterHost!: HttpAdapterHost;
-  @Inject(DuoFlow) private readonly flow!: DuoFlow;
+  @Inject(DuoFlow) private readonly defaultFlow!: DuoFlow;
+  @Inject(DuoApplications) private readonly applications!: DuoApplications;
 
   constructor(
     protected readonly reflector: Reflector,
@@ -50,6 +55,11 @@ export class SecondFactorGuard implements CanActivate {
     const maxAge = requirement === 'global' ? undefined : requirement.maxAge;
     try {
       const rule = requirement === 'global' ? undefined : factorRuleOf(requirement, '@RequireSecondFactor()');
+      // The route's application, else the request's (resolveApplication), else the default; check() reads it from the request.
+      const named = requirement === 'global' ? undefined : requirement.application;
+      const flow = named === undefined ? await this.applications.resolve(request) : this.applications.flow(named);
+      if (!flow) throw new DuoError<DuoErrorCode>('config_invalid', `The route names the Duo application "${named}", which is not registered.`);
+      requestFlows.set(request, flow);
       return await this.check(request, maxAge, json, rule);
     } catch (error) {
       const answer =
@@ -99,11 +109,12 @@ export class SecondFactorGuard implements CanActivate {
    * and a fail-open bypass never counts for it.
    */
   protected async check(request: DuoRequest, maxAge: number | undefined, json = wantsJson(request), rule?: ResolvedFactorRule): Promise<boolean> {
+    const flow = this.flowOf(request);
     SecondFactorSession.of(request);
-    this.flow.checkSessionCookie(request);
-    const username = this.flow.usernameOf(request);
+    flow.checkSessionCookie(request);
+    const username = flow.usernameOf(request);
     if (!username) return this.noPrimaryUser(request);
-    const marker = this.flow.verification(request, maxAge);
+    const marker = flow.verification(request, maxAge);
     let unmet: Extract<FactorRuleOutcome, { ok: false }> | undefined;
     if (marker) {
       if (rule === undefined) return true;
@@ -111,10 +122,10 @@ export class SecondFactorGuard implements CanActivate {
       if (outcome.ok) return true;
       unmet = outcome;
     }
-    if (maxAge === undefined && rule === undefined && this.flow.bypass(request)) return true;
+    if (maxAge === undefined && rule === undefined && flow.bypass(request)) return true;
 
     const returnTo = json ? safeReturnPath(request.headers[RETURN_TO_HEADER]) : safeReturnPath(requestPath(request));
-    const start = await this.flow.start(request, username, returnTo, maxAge, rule);
+    const start = await flow.start(request, username, returnTo, maxAge, rule);
     if (start.kind === 'bypass') return true;
     const open = 'Open `location` in the browser (a full-page navigation) to pass it.';
     const required = unmet
@@ -127,10 +138,15 @@ export class SecondFactorGuard implements CanActivate {
     throw new DuoHttpException(required, { redirectTo: start.url });
   }
 
+  /** The flow of the request's Duo application, as canActivate chose it (the default's for a request it did not see). */
+  protected flowOf(request: DuoRequest): DuoFlow {
+    return requestFlows.get(request) ?? this.defaultFlow;
+  }
+
   /** No primary login: 401, or a 303 to `loginPath` for browsers when it is set. */
   protected noPrimaryUser(request: DuoRequest): never {
     const error = new DuoError<DuoErrorCode>('primary_auth_required', 'Sign in first: this page needs a logged-in user before the Duo second factor.');
-    const loginPath = this.flow.context.settings.loginPath;
+    const loginPath = this.defaultFlow.context.settings.loginPath;
     if (loginPath && !wantsJson(request)) {
       const target = `${loginPath}${loginPath.includes('?') ? '&' : '?'}returnTo=${encodeURIComponent(safeReturnPath(requestPath(request)))}`;
       throw new DuoHttpException(error, { redirectTo: target });

@@ -13,12 +13,25 @@ type SessionLike = Record<string, unknown> & {
   save?: SessionCall;
 };
 
-/** The module's own part of a session: pending logins (for the session store), the verified marker. */
+/**
+ * The module's own part of a session: pending logins (for the session store),
+ * the verified and bypass markers. The one application of top-level
+ * credentials keeps its markers at `verified` and `bypass`; named applications
+ * (`applications`) keep theirs under `apps[name]`, so that two applications
+ * never evict each other's.
+ */
 export interface DuoSessionData extends DuoStoreSessionData {
   verified?: VerifiedMarker;
   bypass?: BypassMarker;
-  /** Recently completed states, so a reload of the callback lands where the first one did. */
-  completed?: Array<{ state: string; returnTo: string; until: number }>;
+  apps?: Record<string, DuoApplicationMarkers>;
+  /** Recently completed states, so a reload of the callback lands where the first one did (`application`: a named application's). */
+  completed?: Array<{ state: string; returnTo: string; until: number; application?: string }>;
+}
+
+/** One named application's markers in the session. */
+export interface DuoApplicationMarkers {
+  verified?: VerifiedMarker;
+  bypass?: BypassMarker;
 }
 
 export interface VerifiedMarker {
@@ -63,9 +76,11 @@ const loaded = new WeakMap<object, unknown>();
 export interface VerifiedRecord {
   marker: VerifiedMarker;
   /** The state of the completed login, remembered so that a reload of the callback lands where this one did. */
-  completed: { state: string; returnTo: string; until: number };
+  completed: { state: string; returnTo: string; until: number; application?: string };
   /** The binding the pending login carried: the session must still have it. */
   binding: string;
+  /** The named application whose login this was (undefined: the one application of top-level credentials). */
+  slot?: string;
   /** The user the login was for: the session must still belong to them. */
   username: string;
   /** Reads the primary user from a request whose session is the one reloaded from the store. */
@@ -140,8 +155,8 @@ export class SecondFactorSession {
    * The verified marker, if it belongs to `username` and to this Duo application
    * and, with `maxAgeSeconds`, the user authenticated at Duo no longer ago than that.
    */
-  verifiedFor(username: string, application: string, maxAgeSeconds?: number, now = Date.now()): VerifiedMarker | undefined {
-    const marker = this.existing.verified;
+  verifiedFor(username: string, application: string, maxAgeSeconds?: number, now = Date.now(), slot?: string): VerifiedMarker | undefined {
+    const marker = this.#markers(slot)?.verified;
     if (!marker || typeof marker !== 'object' || marker.username !== username || marker.app !== application) return undefined;
     if (typeof marker.at !== 'number' || !Number.isFinite(marker.at)) return undefined;
     if (maxAgeSeconds !== undefined && now - marker.at > maxAgeSeconds * 1000) return undefined;
@@ -149,23 +164,44 @@ export class SecondFactorSession {
   }
 
   /** The fail-open bypass marker, if it belongs to `username` and this Duo application and still runs. */
-  bypassFor(username: string, application: string, now = Date.now()): BypassMarker | undefined {
-    const marker = this.existing.bypass;
+  bypassFor(username: string, application: string, now = Date.now(), slot?: string): BypassMarker | undefined {
+    const marker = this.#markers(slot)?.bypass;
     if (!marker || typeof marker !== 'object' || marker.username !== username || marker.app !== application) return undefined;
     if (typeof marker.until !== 'number' || marker.until <= now) return undefined;
     return marker;
   }
 
-  markBypassed(marker: BypassMarker): void {
-    this.writable().bypass = marker;
+  /** Marks the session bypassed for one application (`slot`: a named application's). */
+  markBypassed(marker: BypassMarker, slot?: string): void {
+    const data = this.writable();
+    if (slot === undefined) {
+      data.bypass = marker;
+      return;
+    }
+    // A fresh map and entry: the loaded ones may be shared with other requests.
+    const apps = isRecord(data.apps) ? { ...data.apps } : {};
+    const own = apps[slot];
+    apps[slot] = { ...(isRecord(own) ? own : {}), bypass: marker };
+    data.apps = apps;
+  }
+
+  /** Where one application's markers are: the top level for top-level credentials, `apps[name]` for a named application. */
+  #markers(slot: string | undefined): Readonly<DuoApplicationMarkers> | undefined {
+    const data = this.existing;
+    if (slot === undefined) return data;
+    const apps = data.apps;
+    if (!isRecord(apps) || !Object.hasOwn(apps, slot)) return undefined;
+    const markers: unknown = apps[slot];
+    return isRecord(markers) ? (markers as DuoApplicationMarkers) : undefined;
   }
 
   /** A callback state already completed in this session (a reload), with where it went. */
-  completed(state: string, now = Date.now()): string | undefined {
+  completed(state: string, now = Date.now()): { returnTo: string; application?: string } | undefined {
     const completed = this.existing.completed;
     if (!Array.isArray(completed)) return undefined;
     const entry = completed.find((item) => item !== null && typeof item === 'object' && item.state === state && item.until > now);
-    return typeof entry?.returnTo === 'string' ? entry.returnTo : undefined;
+    if (typeof entry?.returnTo !== 'string') return undefined;
+    return typeof entry.application === 'string' ? { returnTo: entry.returnTo, application: entry.application } : { returnTo: entry.returnTo };
   }
 
   /**
@@ -219,7 +255,24 @@ export class SecondFactorSession {
     if (user !== undefined && user !== record.username) throw signedOut();
 
     const now = Date.now();
-    const fresh: DuoSessionData = { binding: data.binding, verified: record.marker };
+    const fresh: DuoSessionData = { binding: data.binding };
+    // The other applications' markers of this user stay (passing admin keeps staff); this application's bypass ends.
+    const sameUser = (marker: unknown): boolean => isRecord(marker) && marker.username === record.username;
+    if (record.slot === undefined) fresh.verified = record.marker;
+    else if (sameUser(data.verified)) fresh.verified = { ...(data.verified as VerifiedMarker) };
+    if (record.slot !== undefined && sameUser(data.bypass)) fresh.bypass = { ...(data.bypass as BypassMarker) };
+    const apps: Record<string, DuoApplicationMarkers> = {};
+    if (isRecord(data.apps)) {
+      for (const [name, markers] of Object.entries(data.apps)) {
+        if (name === record.slot || !isRecord(markers)) continue;
+        const kept: DuoApplicationMarkers = {};
+        if (sameUser(markers.verified)) kept.verified = { ...(markers.verified as VerifiedMarker) };
+        if (sameUser(markers.bypass)) kept.bypass = { ...(markers.bypass as BypassMarker) };
+        if (kept.verified || kept.bypass) apps[name] = kept;
+      }
+    }
+    if (record.slot !== undefined) apps[record.slot] = { verified: record.marker };
+    if (Object.keys(apps).length > 0) fresh.apps = apps;
     const pending = otherPending(data.pending, record.completed.state, now);
     if (pending !== undefined) fresh.pending = pending;
     const completed = Array.isArray(data.completed) ? data.completed.filter((entry) => entry && typeof entry === 'object' && entry.until > now) : [];
@@ -242,6 +295,10 @@ export class SecondFactorSession {
       throw storeFailed('saving');
     });
   }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 /** @fastify/session's sessions have an encrypted id; express-session's do not. */

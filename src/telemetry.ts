@@ -84,6 +84,8 @@ function errorType(error: unknown): string {
 /** Where the module calls Duo: for `server.address` and `server.port`. */
 export interface DuoTelemetryTarget {
   baseUrl: string;
+  /** The application's name, on every metric and span as `duo.application` (only when the module names its applications). */
+  application?: string;
 }
 
 /**
@@ -99,6 +101,8 @@ export class DuoTelemetry {
   readonly #tracer: OTel.Tracer;
   readonly #recordUsernames: boolean;
   readonly #server: OTel.Attributes;
+  /** `duo.application`, when the module names its applications; else nothing. */
+  readonly #app: OTel.Attributes;
   readonly #promptsStarted: OTel.Counter;
   readonly #promptsThrottled: OTel.Counter;
   readonly #passed: OTel.Counter;
@@ -114,7 +118,8 @@ export class DuoTelemetry {
     this.#recordUsernames = settings.recordUsernames;
     const url = new URL(target.baseUrl);
     const port = url.port === '' ? (url.protocol === 'http:' ? 80 : 443) : Number(url.port);
-    this.#server = { 'server.address': url.hostname, 'server.port': port };
+    this.#app = target.application === undefined ? {} : { 'duo.application': target.application };
+    this.#server = { 'server.address': url.hostname, 'server.port': port, ...this.#app };
     this.#tracer = api.trace.getTracer('nestjs-duo', NESTJS_DUO_VERSION);
     const meter = api.metrics.getMeter('nestjs-duo', NESTJS_DUO_VERSION);
     this.#promptsStarted = meter.createCounter('duo.prompts.started', { description: 'Logins sent to Duo\'s prompt.', unit: '{prompt}' });
@@ -150,27 +155,27 @@ export class DuoTelemetry {
   }
 
   promptStarted(stepUp: boolean): void {
-    this.#promptsStarted.add(1, { 'duo.step_up': stepUp });
+    this.#promptsStarted.add(1, { 'duo.step_up': stepUp, ...this.#app });
   }
 
   /** A login start refused (never a bypass): failed by code, and throttled when Duo or our cap refused it. */
   promptRefused(error: unknown): void {
     const type = errorType(error);
-    this.#failed.add(1, { 'error.type': type, 'duo.stage': 'start' });
-    if (THROTTLE_CODES.has(type)) this.#promptsThrottled.add(1, { 'error.type': type });
+    this.#failed.add(1, { 'error.type': type, 'duo.stage': 'start', ...this.#app });
+    if (THROTTLE_CODES.has(type)) this.#promptsThrottled.add(1, { 'error.type': type, ...this.#app });
   }
 
   /** A refused callback (anonymous ones included, which the events report only once per 10 s). */
   callbackFailed(code: string): void {
-    this.#failed.add(1, { 'error.type': code, 'duo.stage': 'callback' });
+    this.#failed.add(1, { 'error.type': code, 'duo.stage': 'callback', ...this.#app });
   }
 
   passed(): void {
-    this.#passed.add(1);
+    this.#passed.add(1, this.#app);
   }
 
   bypassed(reason: string): void {
-    this.#bypassed.add(1, { 'error.type': reason });
+    this.#bypassed.add(1, { 'error.type': reason, ...this.#app });
   }
 
   /** One call to Duo: a CLIENT span (`POST /oauth/v1/token`), its duration, and the in-flight count. */
@@ -186,7 +191,7 @@ export class DuoTelemetry {
 
   /** One call to the store of pending logins: a span (`duo.store create`), its duration, and its errors. */
   async storeCall<T>(system: string, operation: 'create' | 'take', username: string | undefined, call: () => Promise<T>, usernameOf: (result: T) => string | undefined): Promise<T> {
-    const common: OTel.Attributes = { 'db.system.name': system, 'db.operation.name': operation };
+    const common: OTel.Attributes = { 'db.system.name': system, 'db.operation.name': operation, ...this.#app };
     const kind = system === 'session' ? this.#api.SpanKind.INTERNAL : this.#api.SpanKind.CLIENT;
     return this.#traced(
       `duo.store ${operation}`,

@@ -19,6 +19,12 @@ export interface PendingTransaction {
    * given, or refuse the login.
    */
   factorRule?: string;
+  /**
+   * The named Duo application that started this login (`applications`);
+   * absent for top-level credentials. The callback exchanges the code with
+   * this application's client. A store must keep it as given, or refuse the login.
+   */
+  application?: string;
 }
 
 /** The part of the module's session data a store works with: the session's binding and, for the in-session store, its pending logins. */
@@ -102,6 +108,7 @@ function isTransaction(value: unknown, state: string): value is PendingTransacti
     Number.isFinite(tx.startedAt) &&
     Number.isFinite(tx.expiresAt) &&
     (tx.maxAge === undefined || Number.isFinite(tx.maxAge)) &&
-    (tx.factorRule === undefined || typeof tx.factorRule === 'string')
+    (tx.factorRule === undefined || typeof tx.factorRule === 'string') &&
+    (tx.application === undefined || typeof tx.application === 'string')
   );
 }

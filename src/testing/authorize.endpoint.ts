@@ -21,7 +21,8 @@ export async function authorizeEndpoint(state: EmulatorState, exchange: HttpExch
   const params = uniqueParams(query);
   if (params === undefined) return refuse('A query parameter is repeated or there are too many.');
   if (params.get('response_type') !== 'code') return refuse('response_type must be "code".');
-  if (params.get('client_id') !== state.clientId) return refuse('Unknown client_id.');
+  const application = state.applications.get(params.get('client_id') ?? '');
+  if (application === undefined) return refuse('Unknown client_id.');
   const scope = params.get('scope');
   if (scope !== undefined && scope !== 'openid') return refuse('scope must be "openid".');
   const request = params.get('request');
@@ -29,16 +30,16 @@ export async function authorizeEndpoint(state: EmulatorState, exchange: HttpExch
 
   let claims: JWTPayload;
   try {
-    claims = await verifyJwt(state.key, request, 0, state.now());
+    claims = await verifyJwt(application.key, request, 0, state.now());
   } catch (error) {
     return refuse(`The request JWT ${error instanceof JwtVerifyError ? error.message : 'could not be decoded'}.`);
   }
-  if (claims.iss !== state.clientId) return refuse('The request JWT has the wrong iss.');
+  if (claims.iss !== application.clientId) return refuse('The request JWT has the wrong iss.');
   if (!audienceIs(claims.aud, state.baseUrl)) return refuse(`The request JWT's aud must be ${state.baseUrl}.`);
   if (typeof claims.exp !== 'number') return refuse('The request JWT has no exp.');
   if (claims.response_type !== 'code') return refuse('The request JWT must have response_type "code".');
   if (claims.scope !== 'openid') return refuse('The request JWT must have scope "openid".');
-  if (claims.client_id !== state.clientId) return refuse('The request JWT has the wrong client_id.');
+  if (claims.client_id !== application.clientId) return refuse('The request JWT has the wrong client_id.');
   const redirectUri = claims.redirect_uri;
   if (typeof redirectUri !== 'string' || !isRedirectUri(redirectUri)) return refuse('The request JWT has no valid redirect_uri.');
   const queryRedirect = params.get('redirect_uri');
@@ -89,6 +90,7 @@ export async function authorizeEndpoint(state: EmulatorState, exchange: HttpExch
   state.lastAuthorizeRequest = asked;
 
   const transaction: TransactionRecord = {
+    clientId: application.clientId,
     username,
     redirectUri,
     state: requestState,
@@ -149,6 +151,7 @@ function decide(state: EmulatorState, transaction: TransactionRecord, decision: 
   if (decision === 'approve') {
     const code = randomToken(24);
     state.codes.add(code, {
+      clientId: transaction.clientId,
       username: transaction.username,
       redirectUri: transaction.redirectUri,
       ...(transaction.nonce === undefined ? {} : { nonce: transaction.nonce }),

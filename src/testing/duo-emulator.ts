@@ -2,11 +2,12 @@ import { inspect } from 'node:util';
 import { API_HOST } from './emulator.constants.js';
 import { EmulatorBrowser } from './emulator.browser.js';
 import type { DuoEmulatorFailure } from './emulator.defects.js';
-import { checkClockOffset, checkMode, checkOptions, checkRememberedDevice, resolveAuthContext, resolveFailure } from './emulator.options.js';
+import { checkApplicationOptions, checkClockOffset, checkMode, checkOptions, checkRememberedDevice, resolveAuthContext, resolveFailure } from './emulator.options.js';
 import { requestListener } from './emulator.router.js';
 import { EmulatorServer } from './emulator.server.js';
 import { EmulatorState, zeroStats } from './emulator.state.js';
 import type {
+  DuoEmulatorApplicationOptions,
   DuoEmulatorAuthContext,
   DuoEmulatorAuthorizeRequest,
   DuoEmulatorClientOptions,
@@ -15,6 +16,42 @@ import type {
   DuoEmulatorOptions,
   DuoEmulatorStats,
 } from './emulator.types.js';
+
+/** One Duo application of a DuoEmulator (`addApplication()`): its credentials, and the options for DuoModule's `applications`. */
+export class DuoEmulatorApplication {
+  readonly apiHost: string = API_HOST;
+  readonly #secret: string;
+
+  constructor(
+    readonly emulator: DuoEmulator,
+    readonly clientId: string,
+    clientSecret: string,
+  ) {
+    this.#secret = clientSecret;
+  }
+
+  /** Its client secret: never in `toJSON()` or `inspect()`. */
+  get clientSecret(): string {
+    return this.#secret;
+  }
+
+  get baseUrl(): string {
+    return this.emulator.baseUrl;
+  }
+
+  /** Options ready for one entry of DuoModule's `applications`, or `new DuoClient()`. */
+  clientOptions(redirectUri: string): DuoEmulatorClientOptions {
+    return { clientId: this.clientId, clientSecret: this.#secret, apiBaseUrl: this.baseUrl, redirectUri };
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { baseUrl: this.baseUrl, clientId: this.clientId };
+  }
+
+  [inspect.custom](): string {
+    return `DuoEmulatorApplication ${JSON.stringify(this.toJSON())}`;
+  }
+}
 
 /**
  * A local stand-in for Duo's Universal Prompt endpoints (health check,
@@ -58,6 +95,21 @@ export class DuoEmulator {
   /** Options ready to spread into `DuoModule.forRoot()` or `new DuoClient()`. */
   clientOptions(redirectUri: string): DuoEmulatorClientOptions {
     return { clientId: this.clientId, clientSecret: this.clientSecret, apiBaseUrl: this.baseUrl, redirectUri };
+  }
+
+  /**
+   * One more Duo application on this emulator (staff and admin, a tenant
+   * each): its own client ID and secret, at the same `baseUrl`. A code is
+   * issued to the application whose authorize request it answers, and only
+   * that application's client can exchange it. The mode, failure, auth
+   * context, remembered device, clock and counters are the emulator's, shared
+   * by all its applications (one Duo). Throws a TypeError for a taken or
+   * malformed client ID.
+   */
+  addApplication(options: DuoEmulatorApplicationOptions = {}): DuoEmulatorApplication {
+    checkApplicationOptions(options);
+    const application = this.#state.addApplication(options.clientId, options.clientSecret);
+    return new DuoEmulatorApplication(this, application.clientId, application.clientSecret);
   }
 
   /** What the emulated user does at the prompt now. */

@@ -3,7 +3,7 @@ import { ALL_ENDPOINTS } from './emulator.constants.js';
 import { DEFECTS, isFailure, type DuoEmulatorFailure } from './emulator.defects.js';
 import type { FailureSetting } from './emulator.state.js';
 import type { AuthContextValues } from './emulator.state.js';
-import type { DuoEmulatorAuthContext, DuoEmulatorFailureOptions, DuoEmulatorMode, DuoEmulatorOptions } from './emulator.types.js';
+import type { DuoEmulatorApplicationOptions, DuoEmulatorAuthContext, DuoEmulatorFailureOptions, DuoEmulatorMode, DuoEmulatorOptions } from './emulator.types.js';
 
 const MODES: ReadonlySet<string> = new Set<DuoEmulatorMode>(['approve', 'deny', 'prompt']);
 
@@ -33,6 +33,17 @@ export function checkOptions(options: DuoEmulatorOptions): void {
   if (options.logger !== undefined && typeof options.logger !== 'function') throw new TypeError('DuoEmulator.start: logger must be a function.');
   if (options.tls !== undefined && (options.tls === null || typeof options.tls !== 'object' || !options.tls.key || !options.tls.cert)) {
     throw new TypeError('DuoEmulator.start: tls needs key and cert (PEM).');
+  }
+}
+
+/** `addApplication`'s options: a client ID and secret as `start()` takes them. */
+export function checkApplicationOptions(options: DuoEmulatorApplicationOptions): void {
+  if (options === null || typeof options !== 'object') throw new TypeError('addApplication: options must be an object.');
+  for (const name of ['clientId', 'clientSecret'] as const) {
+    const value = options[name];
+    if (value !== undefined && (typeof value !== 'string' || !/^[\x21-\x7e]{1,256}$/.test(value))) {
+      throw new TypeError(`addApplication: ${name} must be 1 to 256 printable ASCII characters.`);
+    }
   }
 }
 

@@ -19,8 +19,17 @@ export interface AuthContextValues {
 /** What a remembered device's login reports: Duo did not ask the user. */
 export const REMEMBERED_DEVICE_CONTEXT: AuthContextValues = Object.freeze({ factor: 'remembered_device', reason: 'remembered_device', result: 'success' });
 
+/** One Duo application the emulator stands in for: its client ID and secret. */
+export interface EmulatorApplication {
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly key: HsKey;
+}
+
 /** One approved login, waiting for its code to be exchanged. */
 export interface CodeRecord {
+  /** The application the login was for: only its client may exchange the code. */
+  clientId: string;
   username: string;
   redirectUri: string;
   nonce?: string;
@@ -80,16 +89,33 @@ export class EmulatorState {
   readonly codes = new OnceRecords<CodeRecord>(MAX_CODES);
   /** Prompts shown and not yet answered. */
   readonly transactions = new OnceRecords<TransactionRecord>(MAX_TRANSACTIONS);
+  /** Every application by client ID: the first one's, then those of `addApplication()`. */
+  readonly applications = new Map<string, EmulatorApplication>();
 
   constructor(options: DuoEmulatorOptions) {
     this.clientId = options.clientId ?? DEFAULT_CLIENT_ID;
     this.clientSecret = options.clientSecret ?? randomAlphanumeric(40);
     this.key = new HsKey(this.clientSecret);
+    this.applications.set(this.clientId, { clientId: this.clientId, clientSecret: this.clientSecret, key: this.key });
     this.mode = options.mode ?? 'approve';
     this.initialMode = this.mode;
     this.codeTtlMs = (options.codeTtlSeconds ?? 60) * 1000;
     this.initialAuthContext = Object.freeze({ factor: options.factor ?? 'duo_push', reason: 'user_approved', result: 'success' });
     this.authContext = this.initialAuthContext;
+  }
+
+  /** Adds an application (a client ID not taken yet; default the next `DIEMULATOR…` number) and returns it. */
+  addApplication(clientId: string | undefined, clientSecret: string | undefined): EmulatorApplication {
+    let id = clientId;
+    for (let n = this.applications.size + 1; id === undefined; n++) {
+      const candidate = `DIEMULATOR${String(n).padStart(10, '0')}`;
+      if (!this.applications.has(candidate)) id = candidate;
+    }
+    if (this.applications.has(id)) throw new TypeError(`addApplication: the client ID ${id} is taken by another application of this emulator.`);
+    const secret = clientSecret ?? randomAlphanumeric(40);
+    const application: EmulatorApplication = { clientId: id, clientSecret: secret, key: new HsKey(secret) };
+    this.applications.set(id, application);
+    return application;
   }
 
   /** Duo's clock, Unix seconds. */

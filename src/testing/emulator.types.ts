@@ -105,3 +105,11 @@ export interface DuoEmulatorClientOptions {
   apiBaseUrl: string;
   redirectUri: string;
 }
+
+/** `DuoEmulator.addApplication()`'s options. */
+export interface DuoEmulatorApplicationOptions {
+  /** Default: the next free `DIEMULATOR…` number (20 characters, as Duo's). */
+  clientId?: string;
+  /** Default: 40 random alphanumeric characters. */
+  clientSecret?: string;
+}

@@ -14,9 +14,9 @@ export async function healthCheckEndpoint(state: EmulatorState, exchange: HttpEx
     exchange.json(400, duoFail(state.now(), 40001, 'Missing required request parameters', missing), `invalid_request (${missing})`);
     return;
   }
-  const problem = await checkClientAssertion(state, clientId, assertion, `${state.baseUrl}${PATH_HEALTH}`);
-  if (problem !== undefined) {
-    exchange.json(400, duoFail(state.now(), 40002, 'invalid_client', INVALID_ASSERTION), `invalid_client (${problem})`);
+  const checked = await checkClientAssertion(state, clientId, assertion, `${state.baseUrl}${PATH_HEALTH}`);
+  if ('problem' in checked) {
+    exchange.json(400, duoFail(state.now(), 40002, 'invalid_client', INVALID_ASSERTION), `invalid_client (${checked.problem})`);
     return;
   }
   const defective = DEFECTS[failure].healthAnswer;

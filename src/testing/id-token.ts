@@ -8,7 +8,7 @@ export function idTokenClaims(state: EmulatorState, record: CodeRecord, now: num
   const { factor, reason, result } = record.authContext;
   const claims: JWTPayload = {
     iss: `${state.baseUrl}${PATH_TOKEN}`,
-    aud: state.clientId,
+    aud: record.clientId,
     sub: record.username,
     exp: now + ID_TOKEN_LIFETIME_SECONDS,
     iat: now,
@@ -26,8 +26,8 @@ export function idTokenClaims(state: EmulatorState, record: CodeRecord, now: num
       ...(result === null ? {} : { result }),
       alias: '',
       email: '',
-      user: { name: record.username, key: userKey(state.clientId, record.username), groups: [] },
-      application: { name: 'Web SDK (Duo emulator)', key: state.clientId },
+      user: { name: record.username, key: userKey(record.clientId, record.username), groups: [] },
+      application: { name: 'Web SDK (Duo emulator)', key: record.clientId },
       auth_device: {
         ip: '192.0.2.10',
         name: factor === 'duo_push' ? 'Emulated phone (Duo Mobile)' : factor?.startsWith('WebAuthn ') ? 'Emulated security key' : 'Emulated device',

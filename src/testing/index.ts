@@ -1,6 +1,7 @@
-export { DuoEmulator } from './duo-emulator.js';
+export { DuoEmulator, DuoEmulatorApplication } from './duo-emulator.js';
 export type { DuoEmulatorFailure } from './emulator.defects.js';
 export type {
+  DuoEmulatorApplicationOptions,
   DuoEmulatorAuthContext,
   DuoEmulatorAuthorizeRequest,
   DuoEmulatorClientOptions,
