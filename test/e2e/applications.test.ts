@@ -1,0 +1,353 @@
+/**
+ * Several Duo applications in one app (issue 13 item 1) through the public
+ * API, on Express and Fastify with the in-session store: `applications` with
+ * a default, `@RequireSecondFactor({ application })`, `resolveApplication`
+ * (the host name picks a tenant), one callback route serving every
+ * application (or each its own), markers per application, events naming the
+ * application, and the startup errors. One emulator stands in for every
+ * application (`addApplication()`).
+ */
+import 'reflect-metadata';
+import { Controller, Get, Req, type Type } from '@nestjs/common';
+import supertest from 'supertest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  DuoCallback,
+  DuoConfigError,
+  DuoService,
+  RequireSecondFactor,
+  type DuoEvent,
+  type DuoModuleOptions,
+} from '../../src/index.js';
+import { DuoEmulator, type DuoEmulatorApplication } from '../../src/testing/index.js';
+import {
+  AccountController,
+  CallbackController,
+  CapturingLogger,
+  PLATFORMS,
+  PrimaryLoginController,
+  REDIRECT_URI,
+  SessionProbeController,
+  buildDuoTestApp,
+  type Platform,
+} from '../support/app.js';
+import { pathOf } from './fixtures.js';
+
+type Req = Record<string, any>;
+
+/** The admin application's own redirect URI (each application its own callback route). */
+const ADMIN_REDIRECT_URI = 'http://localhost/duo/admin-callback';
+type Agent = ReturnType<typeof supertest.agent>;
+
+/** The admin area: its own Duo application, with a factor rule on one page. */
+@Controller('admin')
+class AdminController {
+  @Get()
+  @RequireSecondFactor({ application: 'admin' })
+  dashboard(): string {
+    return 'admin dashboard';
+  }
+
+  @Get('keys')
+  @RequireSecondFactor({ application: 'admin', factors: ['webauthn'] })
+  keys(): string {
+    return 'admin keys';
+  }
+}
+
+/** What the current session passed, per application, through DuoService. */
+@Controller('passed')
+class PassedController {
+  constructor(private readonly duo: DuoService) {}
+
+  @Get()
+  passed(@Req() req: Req): Record<string, unknown> {
+    return {
+      default: this.duo.applicationName,
+      names: this.duo.applicationNames,
+      staff: this.duo.verification(req)?.app ?? null,
+      admin: this.duo.forApplication('admin').verification(req)?.app ?? null,
+    };
+  }
+}
+
+/** The admin application's own callback route (for "each its own"). */
+@Controller('duo')
+class AdminCallbackController {
+  @Get('admin-callback')
+  @DuoCallback()
+  callback(): undefined {
+    return undefined;
+  }
+}
+
+const CONTROLLERS: Type[] = [PrimaryLoginController, SessionProbeController, AccountController, CallbackController, AdminController, PassedController];
+
+interface AppsApp {
+  agent(): Agent;
+  events: DuoEvent[];
+  logger: CapturingLogger;
+  close(): Promise<void>;
+}
+
+/** The request JWT's claims of an authorize URL. */
+function requestClaims(location: string): Record<string, unknown> {
+  const request = new URL(location).searchParams.get('request')!;
+  return JSON.parse(Buffer.from(request.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+}
+
+describe.each(PLATFORMS)('several Duo applications on %s (in-session store)', (adapter: Platform) => {
+  let emulator: DuoEmulator;
+  let admin: DuoEmulatorApplication;
+  let apps: AppsApp[] = [];
+  beforeAll(async () => {
+    emulator = await DuoEmulator.start();
+    admin = emulator.addApplication();
+  });
+  afterAll(async () => {
+    await emulator.close();
+  });
+  beforeEach(() => emulator.reset());
+  afterEach(async () => {
+    await Promise.all(apps.map((t) => t.close()));
+    apps = [];
+  });
+
+  const staffAndAdmin = (adminRedirect = REDIRECT_URI): Partial<DuoModuleOptions> => ({
+    applications: { staff: emulator.clientOptions(REDIRECT_URI), admin: admin.clientOptions(adminRedirect) },
+    defaultApplication: 'staff',
+  });
+
+  const app = async (duo: Partial<DuoModuleOptions> = staffAndAdmin(), controllers: Type[] = CONTROLLERS): Promise<AppsApp> => {
+    const events: DuoEvent[] = [];
+    const logger = new CapturingLogger();
+    const built = await buildDuoTestApp({ duo: { onEvent: (event) => events.push(event), ...duo } as DuoModuleOptions, controllers, adapter, logger });
+    const t = { agent: () => supertest.agent(built.app.getHttpServer()), events, logger, close: () => built.app.close() };
+    apps.push(t);
+    return t;
+  };
+
+  /** One round through Duo for `path`: the 303 to Duo, Duo's answer, the callback (303 back). */
+  async function throughDuo(agent: Agent, path: string, host?: string): Promise<string> {
+    const get = (target: string) => (host ? agent.get(target).set('Host', host) : agent.get(target));
+    const start = await get(path).set('Accept', 'text/html').expect(303);
+    const location = start.headers.location!;
+    expect(location.startsWith(emulator.baseUrl)).toBe(true);
+    const back = await emulator.authorize(location);
+    const callback = await get(pathOf(back)).set('Accept', 'text/html');
+    expect(callback.status, callback.text).toBe(303);
+    expect(callback.headers.location).toBe(path);
+    return location;
+  }
+
+  async function loggedIn(t: AppsApp, username = 'alice'): Promise<Agent> {
+    const agent = t.agent();
+    await agent.post('/login').send({ username }).expect(201);
+    return agent;
+  }
+
+  it('a staff second factor does not satisfy an admin route: the admin route starts a login with the admin client', async () => {
+    const t = await app();
+    const agent = await loggedIn(t);
+    const staffStart = await throughDuo(agent, '/account');
+    expect(new URL(staffStart).searchParams.get('client_id')).toBe(emulator.clientId);
+    await agent.get('/account').expect(200, 'account of alice');
+
+    const adminStart = await agent.get('/admin').set('Accept', 'text/html').expect(303);
+    const url = new URL(adminStart.headers.location!);
+    expect(url.searchParams.get('client_id')).toBe(admin.clientId);
+    expect(requestClaims(url.href).client_id).toBe(admin.clientId);
+    // An API client gets the 401 that says where to go, never the page.
+    const json = await agent.get('/admin').set('Accept', 'application/json').expect(401);
+    expect(json.body.error).toBe('second_factor_required');
+  });
+
+  it('both markers live in one session side by side; one callback route serves both applications', async () => {
+    const t = await app();
+    const agent = await loggedIn(t);
+    await throughDuo(agent, '/account');
+    await throughDuo(agent, '/admin');
+    await agent.get('/admin').expect(200, 'admin dashboard');
+    // Passing admin renewed the session and kept staff's marker.
+    await agent.get('/account').expect(200, 'account of alice');
+
+    const who = await agent.get('/whoami').expect(200);
+    expect(who.body.duo.verified).toBeUndefined();
+    expect(who.body.duo.apps.staff.verified).toMatchObject({ username: 'alice', app: `${emulator.clientId}@${new URL(emulator.baseUrl).host}` });
+    expect(who.body.duo.apps.admin.verified).toMatchObject({ username: 'alice', app: `${admin.clientId}@${new URL(emulator.baseUrl).host}` });
+    const passed = await agent.get('/passed').expect(200);
+    expect(passed.body).toEqual({
+      default: 'staff',
+      names: ['staff', 'admin'],
+      staff: who.body.duo.apps.staff.verified.app,
+      admin: who.body.duo.apps.admin.verified.app,
+    });
+    // The emulator saw each code exchanged by its own application's client (another client's exchange is refused).
+    expect(emulator.stats.tokenExchangesOk).toBe(2);
+  });
+
+  it("an admin marker does not satisfy staff either, and another user's markers never count", async () => {
+    const t = await app();
+    const agent = await loggedIn(t);
+    await throughDuo(agent, '/admin');
+    const start = await agent.get('/account').set('Accept', 'text/html').expect(303);
+    expect(new URL(start.headers.location!).searchParams.get('client_id')).toBe(emulator.clientId);
+    await agent.post('/login').send({ username: 'bob' }).expect(201);
+    await agent.get('/admin').set('Accept', 'text/html').expect(303);
+  });
+
+  it("a factor rule on an admin route is checked against the admin login's factor", async () => {
+    const t = await app();
+    const agent = await loggedIn(t);
+    await throughDuo(agent, '/admin');
+    // A push passed admin, but /admin/keys wants a security key: a new admin login with prompt=login.
+    const start = await agent.get('/admin/keys').set('Accept', 'text/html').expect(303);
+    expect(new URL(start.headers.location!).searchParams.get('client_id')).toBe(admin.clientId);
+    expect(requestClaims(start.headers.location!).prompt).toBe('login');
+    emulator.setFactor('WebAuthn Security Key');
+    const back = await emulator.authorize(start.headers.location!);
+    await agent.get(pathOf(back)).set('Accept', 'text/html').expect(303);
+    await agent.get('/admin/keys').expect(200, 'admin keys');
+  });
+
+  it('events and log lines name the application', async () => {
+    const t = await app();
+    const agent = await loggedIn(t);
+    await throughDuo(agent, '/account');
+    await throughDuo(agent, '/admin');
+    const summary = t.events.map((event) => `${event.type}:${event.application}`);
+    expect(summary).toEqual(['prompt_started:staff', 'second_factor_passed:staff', 'prompt_started:admin', 'second_factor_passed:admin']);
+
+    emulator.setMode('deny');
+    await agent.post('/login').send({ username: 'carol' }).expect(201);
+    const start = await agent.get('/admin').set('Accept', 'text/html').expect(303);
+    const back = await emulator.authorize(start.headers.location!);
+    await agent.get(pathOf(back)).set('Accept', 'text/html').expect(401);
+    expect(t.events.at(-1)).toMatchObject({ type: 'second_factor_failed', code: 'access_denied', username: 'carol', application: 'admin' });
+    expect(t.logger.warnings().some((line) => line.includes('Duo application "admin": Duo callback refused for user "carol": access_denied'))).toBe(true);
+  });
+
+  it("a pending login is finished by its own application even when the callback's route is another application's", async () => {
+    const t = await app(staffAndAdmin(ADMIN_REDIRECT_URI), [...CONTROLLERS, AdminCallbackController]);
+    expect(t.logger.text()).not.toContain('they would land on a 404');
+    const agent = await loggedIn(t);
+    // The admin login comes back to the admin route; a staff state sent to it is still the staff login (the store knows).
+    const staffStart = await agent.get('/account').set('Accept', 'text/html').expect(303);
+    const staffBack = new URL(await emulator.authorize(staffStart.headers.location!));
+    await agent.get(`/duo/admin-callback${staffBack.search}`).set('Accept', 'text/html').expect(303);
+    await agent.get('/account').expect(200);
+    await throughDuo(agent, '/admin');
+    await agent.get('/admin').expect(200);
+  });
+
+  it('checks the redirect URI of each application at startup, naming the one without a route', async () => {
+    const t = await app(staffAndAdmin(ADMIN_REDIRECT_URI));
+    const errors = t.logger.lines.filter((line) => line.startsWith('error') && line.includes('would land on a 404'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain('Duo application "admin"');
+    expect(errors[0]).toContain('applications.admin.redirectUri');
+    expect(errors[0]).toContain('/duo/admin-callback');
+  });
+
+  describe('resolveApplication: the host name picks the tenant', () => {
+    let globex: DuoEmulatorApplication;
+    beforeAll(() => {
+      globex = emulator.addApplication();
+    });
+    const tenants = (): Partial<DuoModuleOptions> => ({
+      applications: { acme: emulator.clientOptions(REDIRECT_URI), globex: globex.clientOptions(REDIRECT_URI), admin: admin.clientOptions(REDIRECT_URI) },
+      defaultApplication: 'acme',
+      resolveApplication: async (req: Req) => {
+        const host = String(req.headers.host ?? '').split(':')[0]!;
+        if (host === 'boom.example') throw new Error('the tenant directory is down');
+        if (host.endsWith('.example')) return host.slice(0, -'.example'.length);
+        return undefined;
+      },
+    });
+
+    it("each tenant's requests use its own application; one tenant's marker does not count for another", async () => {
+      const t = await app(tenants());
+      const agent = await loggedIn(t);
+      const acmeStart = await throughDuo(agent, '/account', 'acme.example');
+      expect(new URL(acmeStart).searchParams.get('client_id')).toBe(emulator.clientId);
+      await agent.get('/account').set('Host', 'acme.example').expect(200);
+      const globexStart = await agent.get('/account').set('Host', 'globex.example').set('Accept', 'text/html').expect(303);
+      expect(new URL(globexStart.headers.location!).searchParams.get('client_id')).toBe(globex.clientId);
+      // No tenant in the host: the default application, whose marker the session has.
+      await agent.get('/account').expect(200);
+      // The route's own application wins over the resolver.
+      const adminStart = await agent.get('/admin').set('Host', 'acme.example').set('Accept', 'text/html').expect(303);
+      expect(new URL(adminStart.headers.location!).searchParams.get('client_id')).toBe(admin.clientId);
+    });
+
+    it('an unknown tenant is a 400 application_unknown (logged once), a failing resolver a 503 application_unavailable; never a 500', async () => {
+      const t = await app(tenants());
+      const agent = await loggedIn(t);
+      for (let i = 0; i < 3; i++) {
+        const unknown = await agent.get('/account').set('Host', 'initech.example').set('Accept', 'application/json').expect(400);
+        expect(unknown.body.error).toBe('application_unknown');
+      }
+      const page = await agent.get('/account').set('Host', 'initech.example').set('Accept', 'text/html').expect(400);
+      expect(page.headers['content-type']).toContain('text/html');
+      expect(page.text).toContain('This site does not know this address');
+      expect(t.logger.warnings().filter((line) => line.includes('"initech"'))).toHaveLength(1);
+      const down = await agent.get('/account').set('Host', 'boom.example').set('Accept', 'application/json').expect(503);
+      expect(down.body.error).toBe('application_unavailable');
+      expect(t.logger.lines.filter((line) => line.startsWith('error') && line.includes('resolveApplication threw'))).toHaveLength(1);
+      expect(t.logger.text()).not.toContain('the tenant directory is down');
+      expect(t.events.filter((event) => event.type === 'prompt_started')).toHaveLength(0);
+    });
+  });
+
+  describe('startup errors name the option', () => {
+    it('a route naming an unregistered application stops the app', async () => {
+      @Controller('ops')
+      class OpsController {
+        @Get()
+        @RequireSecondFactor({ application: 'ops' })
+        ops(): string {
+          return 'ops';
+        }
+      }
+      await expect(app(staffAndAdmin(), [...CONTROLLERS, OpsController])).rejects.toThrow(
+        /@RequireSecondFactor\(\{ application: "ops" \}\) on OpsController\.ops names no Duo application: the registered ones are staff, admin/,
+      );
+    });
+
+    it('with top-level credentials, a route naming an application stops the app', async () => {
+      await expect(app({ ...emulator.clientOptions(REDIRECT_URI) }, [...CONTROLLERS])).rejects.toThrow(/AdminController\.dashboard names no Duo application: the module has no "applications"/);
+    });
+
+    it('refuses options that cannot work', async () => {
+      const two = { staff: emulator.clientOptions(REDIRECT_URI), admin: admin.clientOptions(REDIRECT_URI) };
+      const cases: Array<[Partial<DuoModuleOptions>, RegExp]> = [
+        [{ applications: two }, /"defaultApplication" is required with several applications/],
+        [{ applications: two, defaultApplication: 'ops' }, /"defaultApplication" is "ops", which is not in "applications" \(staff, admin\)/],
+        [{ applications: two, defaultApplication: 'staff', clientId: 'DIXXXXXXXXXXXXXXXXXX' }, /"clientId" is set at the top level and "applications" too/],
+        [{ applications: { 'st aff': emulator.clientOptions(REDIRECT_URI) } }, /names are 1 to 64 letters/],
+        [{ applications: {} }, /"applications" names no application/],
+        [{ applications: { staff: { ...emulator.clientOptions(REDIRECT_URI), clientSecret: '' } } }, /applications\.staff: .*clientSecret/],
+        [{ ...emulator.clientOptions(REDIRECT_URI), defaultApplication: 'staff' }, /"defaultApplication" needs "applications"/],
+        [{ applications: two, defaultApplication: 'staff', resolveApplication: 'staff' as never }, /"resolveApplication" must be a function/],
+      ];
+      for (const [options, message] of cases) {
+        const failure = await app(options, [PrimaryLoginController, CallbackController]).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        expect(failure, String(message)).toBeInstanceOf(DuoConfigError);
+        expect((failure as Error).message).toMatch(message);
+      }
+    });
+  });
+
+  it('one application under `applications` needs no defaultApplication; its secret stays hidden on the options', async () => {
+    const own = emulator.clientOptions(REDIRECT_URI);
+    const options = { applications: { staff: own } };
+    const t = await app(options, [PrimaryLoginController, SessionProbeController, AccountController, CallbackController]);
+    const agent = await loggedIn(t);
+    await throughDuo(agent, '/account');
+    expect(JSON.stringify(options)).not.toContain(emulator.clientSecret);
+    expect(t.events.every((event) => event.application === 'staff')).toBe(true);
+  });
+});
