@@ -8,6 +8,8 @@
  * application (`addApplication()`).
  */
 import 'reflect-metadata';
+import { metrics } from '@opentelemetry/api';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { Controller, Get, Req, type Type } from '@nestjs/common';
 import supertest from 'supertest';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -88,6 +90,12 @@ interface AppsApp {
   events: DuoEvent[];
   logger: CapturingLogger;
   close(): Promise<void>;
+}
+
+/** A metric reader the test collects by hand. */
+class ManualReader extends MetricReader {
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
 }
 
 /** The request JWT's claims of an authorize URL. */
@@ -247,6 +255,32 @@ describe.each(PLATFORMS)('several Duo applications on %s (in-session store)', (a
     expect(errors[0]).toContain('Duo application "admin"');
     expect(errors[0]).toContain('applications.admin.redirectUri');
     expect(errors[0]).toContain('/duo/admin-callback');
+  });
+
+  it('metrics carry duo.application', async () => {
+    const reader = new ManualReader();
+    metrics.disable();
+    metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+    try {
+      const t = await app();
+      const agent = await loggedIn(t);
+      await throughDuo(agent, '/account');
+      await throughDuo(agent, '/admin');
+      // A push for the WebAuthn-only page: refused by the admin application's rule.
+      const start = await agent.get('/admin/keys').set('Accept', 'text/html').expect(303);
+      const back = await emulator.authorize(start.headers.location!);
+      await agent.get(pathOf(back)).set('Accept', 'text/html').expect(403);
+      const { resourceMetrics } = await reader.collect();
+      const all = resourceMetrics.scopeMetrics.filter((scope) => scope.scope.name === 'nestjs-duo').flatMap((scope) => scope.metrics);
+      const points = (name: string) => all.find((metric) => metric.descriptor.name === name)?.dataPoints.map((point) => ({ ...point.attributes, value: point.value })) ?? [];
+      expect(points('duo.second_factor.passed')).toEqual(expect.arrayContaining([{ 'duo.application': 'staff', value: 1 }, { 'duo.application': 'admin', value: 1 }]));
+      expect(points('duo.prompts.started').map((point) => point['duo.application']).sort()).toEqual(['admin', 'staff']);
+      expect(points('duo.second_factor.failed')).toEqual([expect.objectContaining({ 'duo.application': 'admin', 'error.type': 'factor_rule_not_met' })]);
+      const calls = points('duo.client.request.duration').map((point) => `${point['duo.endpoint']}:${point['duo.application']}`);
+      expect(calls).toEqual(expect.arrayContaining(['health_check:staff', 'token:staff', 'health_check:admin', 'token:admin']));
+    } finally {
+      metrics.disable();
+    }
   });
 
   describe('resolveApplication: the host name picks the tenant', () => {
