@@ -1,7 +1,8 @@
 import { Logger, Module, type DynamicModule } from '@nestjs/common';
 import { ConfigModule, ConfigService, type ConfigType } from '@nestjs/config';
-import { DuoModule, RedisTransactionStore, type DuoEvent, type DuoModuleOptions } from 'nestjs-duo';
+import { DuoModule, RedisTransactionStore, type DuoApplicationOptions, type DuoEvent, type DuoModuleOptions } from 'nestjs-duo';
 import type { RedisClientType } from 'redis';
+import { AdminController } from './admin.controller.js';
 import { AuthController } from './auth.controller.js';
 import { SAMPLE_INSTANCE } from './cluster.js';
 import { PagesController } from './pages.controller.js';
@@ -50,12 +51,24 @@ function sharedModule(setup: SampleAppSetup): DynamicModule {
 }
 
 function logEvent(logger: Logger, event: DuoEvent): void {
-  const who = event.username ? ` user="${event.username}"` : '';
+  const who = `${event.application ? ` application=${event.application}` : ''}${event.username ? ` user="${event.username}"` : ''}`;
   if (event.type === 'second_factor_passed') logger.log(`second factor passed${who} factor=${event.factor ?? '?'}`);
   else if (event.type === 'prompt_started') logger.log(`sent to Duo's prompt${who}${event.maxAge === undefined ? '' : ` (step-up, max_age=${event.maxAge})`}`);
   else if (event.type === 'second_factor_failed') logger.warn(`second factor failed${who} code=${event.code}`);
   else if (event.type === 'prompt_limited') logger.warn(`prompt refused by promptLimits${who} scope=${event.scope} retry in ${event.retryAfterSeconds} s`);
   else logger.warn(`let through WITHOUT a second factor (fail-open)${who} reason=${event.reason}`);
+}
+
+/** Real Duo: the DUO_* application for the staff pages, and DUO_ADMIN_* (or the same one) for the admin area. */
+function realDuoApplications(env: ConfigService, sample: ConfigType<typeof sampleConfig>): Record<string, DuoApplicationOptions> {
+  const staff: DuoApplicationOptions = {
+    clientId: env.getOrThrow<string>('DUO_CLIENT_ID'),
+    clientSecret: env.getOrThrow<string>('DUO_CLIENT_SECRET'),
+    apiHost: env.getOrThrow<string>('DUO_API_HOST'),
+    redirectUri: env.getOrThrow<string>('DUO_REDIRECT_URI'),
+  };
+  const admin = sample.duo.kind === 'duo' ? sample.duo.admin : undefined;
+  return { staff, admin: { ...staff, ...admin, appName: 'nestjs-duo sample admin' } };
 }
 
 @Module({})
@@ -81,14 +94,11 @@ export class AppModule {
           imports: [shared],
           inject: [ConfigService, sampleConfig.KEY, SampleDuoEmulator],
           useFactory: (env: ConfigService, sample: ConfigType<typeof sampleConfig>, emulator: SampleDuoEmulator): DuoModuleOptions => ({
-            ...(emulator.running
-              ? emulator.clientOptions(sample.duo.redirectUri)
-              : {
-                  clientId: env.getOrThrow<string>('DUO_CLIENT_ID'),
-                  clientSecret: env.getOrThrow<string>('DUO_CLIENT_SECRET'),
-                  apiHost: env.getOrThrow<string>('DUO_API_HOST'),
-                  redirectUri: env.getOrThrow<string>('DUO_REDIRECT_URI'),
-                }),
+            // Two Duo applications: the staff one for the account pages, a second one (its own policy) for /admin.
+            applications: emulator.running
+              ? { staff: emulator.clientOptions(sample.duo.redirectUri), admin: { ...emulator.adminClientOptions(sample.duo.redirectUri), appName: 'nestjs-duo sample admin' } }
+              : realDuoApplications(env, sample),
+            defaultApplication: 'staff',
             failMode: sample.failMode,
             // Browsers that are not signed in are sent here, with ?returnTo=.
             loginPath: '/login',
@@ -99,7 +109,7 @@ export class AppModule {
           }),
         }),
       ],
-      controllers: [PagesController, AuthController, sensitiveController(config.stepUpSeconds)],
+      controllers: [PagesController, AuthController, AdminController, sensitiveController(config.stepUpSeconds)],
       providers: [UsersService, SessionStatusService],
     };
   }

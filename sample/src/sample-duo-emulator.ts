@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { DuoEmulator, type DuoEmulatorClientOptions } from 'nestjs-duo/testing';
+import { DuoEmulator, type DuoEmulatorApplication, type DuoEmulatorClientOptions } from 'nestjs-duo/testing';
 import type { SampleConfig } from './sample.config.js';
 
 /** The one start of this process: every app instance (SAMPLE_INSTANCES) shares the emulator. */
@@ -12,7 +12,12 @@ let started: Promise<SampleDuoEmulator> | undefined;
  * by main.ts after all of them.
  */
 export class SampleDuoEmulator {
-  private constructor(readonly emulator: DuoEmulator | undefined) {}
+  /** The admin area's Duo application, on the same emulator. */
+  readonly #admin: DuoEmulatorApplication | undefined;
+
+  private constructor(readonly emulator: DuoEmulator | undefined) {
+    this.#admin = emulator?.addApplication({ clientId: 'DIEMULATORADMIN00001' });
+  }
 
   /** Starts the emulator (or not, with real Duo) the first time; later calls get the same one. */
   static start(config: SampleConfig): Promise<SampleDuoEmulator> {
@@ -40,6 +45,12 @@ export class SampleDuoEmulator {
   clientOptions(redirectUri: string): DuoEmulatorClientOptions {
     if (!this.emulator) throw new Error('The Duo emulator is not running (DUO_* variables are set).');
     return this.emulator.clientOptions(redirectUri);
+  }
+
+  /** The admin application's options (a second Duo application on the same emulator). */
+  adminClientOptions(redirectUri: string): DuoEmulatorClientOptions {
+    if (!this.#admin) throw new Error('The Duo emulator is not running (DUO_* variables are set).');
+    return this.#admin.clientOptions(redirectUri);
   }
 
   async close(): Promise<void> {

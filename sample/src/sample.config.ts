@@ -18,6 +18,8 @@ export interface RealDuoSettings {
   clientSecret: string;
   apiHost: string;
   redirectUri: string;
+  /** DUO_ADMIN_CLIENT_ID and DUO_ADMIN_CLIENT_SECRET: the admin area's own Duo application (same API host); else the same application as the rest. */
+  admin?: { clientId: string; clientSecret: string };
 }
 
 /** No DUO_* variable set: the built-in emulator, started in prompt mode. */
@@ -125,6 +127,13 @@ export function parseSampleConfig(env: Env): SampleConfig {
       apiHost: text(env, 'DUO_API_HOST') ?? '',
       redirectUri: text(env, 'DUO_REDIRECT_URI') ?? '',
     };
+    const adminId = text(env, 'DUO_ADMIN_CLIENT_ID');
+    const adminSecret = text(env, 'DUO_ADMIN_CLIENT_SECRET');
+    if ((adminId === undefined) !== (adminSecret === undefined)) {
+      problems.push('Set both DUO_ADMIN_CLIENT_ID and DUO_ADMIN_CLIENT_SECRET (the admin area\'s Duo application), or neither (the admin area then uses DUO_CLIENT_ID\'s application).');
+    } else if (adminId !== undefined && adminSecret !== undefined) {
+      duo.admin = { clientId: adminId, clientSecret: adminSecret };
+    }
     if (duo.redirectUri !== '') {
       let path: string | undefined;
       try {

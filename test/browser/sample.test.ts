@@ -132,6 +132,38 @@ describe('the sample app in Chromium, with the emulator in prompt mode', () => {
     await context.close();
   });
 
+  it('the admin area is on a second Duo application: the account\'s second factor does not count there; Duo is asked with the admin client and prompt=login, and both stay passed', async () => {
+    const { context, page } = await newPage();
+    await signInToPrompt(page, app, 'alice', 'wonderland');
+    const staffClient = new URL(page.url()).searchParams.get('client_id');
+    await approve(page, app, '/account');
+
+    await page.goto(`${app.baseUrl}/admin`);
+    expect(isPrompt(app, page.url())).toBe(true);
+    const adminClient = new URL(page.url()).searchParams.get('client_id');
+    expect(adminClient).toBeTruthy();
+    expect(adminClient).not.toBe(staffClient);
+    // The admin area's factor rule (requireInteraction): Duo must ask, even a remembered device.
+    expect(authorizeClaims(page.url())).toMatchObject({ duo_uname: 'alice', client_id: adminClient, prompt: 'login', redirect_uri: `${app.baseUrl}/duo/callback` });
+    expect(await page.locator('body').textContent()).toContain('nestjs-duo sample admin');
+    await screenshot(page, 'admin-prompt');
+
+    await approve(page, app, '/admin');
+    expect(await heading(page)).toBe('Admin area');
+    expect(await page.getByTestId('admin-app').textContent()).toContain(adminClient!);
+    expect(await page.getByTestId('admin-factor').textContent()).toBe('duo_push');
+    await screenshot(page, 'admin');
+
+    // Both markers live in the session: the account page opens without Duo, and so does the admin area again.
+    await page.goto(`${app.baseUrl}/account`);
+    expect(page.url()).toBe(`${app.baseUrl}/account`);
+    expect(await heading(page)).toBe('Your account');
+    await page.goto(`${app.baseUrl}/admin`);
+    expect(page.url()).toBe(`${app.baseUrl}/admin`);
+    expect(app.output()).toMatch(/second factor passed application=admin user="alice"/);
+    await context.close();
+  });
+
   it(`asks Duo again (max_age=${STEP_UP_SECONDS}) on the step-up page once the second factor is older than ${STEP_UP_SECONDS} s`, async () => {
     const { context, page } = await newPage();
     await signInToPrompt(page, app, 'alice', 'wonderland');

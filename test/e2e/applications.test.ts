@@ -272,11 +272,12 @@ describe.each(PLATFORMS)('several Duo applications on %s (in-session store)', (a
       await agent.get(pathOf(back)).set('Accept', 'text/html').expect(403);
       const { resourceMetrics } = await reader.collect();
       const all = resourceMetrics.scopeMetrics.filter((scope) => scope.scope.name === 'nestjs-duo').flatMap((scope) => scope.metrics);
-      const points = (name: string) => all.find((metric) => metric.descriptor.name === name)?.dataPoints.map((point) => ({ ...point.attributes, value: point.value })) ?? [];
+      const points = (name: string): Array<Record<string, unknown>> =>
+        all.find((metric) => metric.descriptor.name === name)?.dataPoints.map((point) => ({ ...point.attributes, value: point.value })) ?? [];
       expect(points('duo.second_factor.passed')).toEqual(expect.arrayContaining([{ 'duo.application': 'staff', value: 1 }, { 'duo.application': 'admin', value: 1 }]));
-      expect(points('duo.prompts.started').map((point) => point['duo.application']).sort()).toEqual(['admin', 'staff']);
+      expect(points('duo.prompts.started').map((point) => String(point['duo.application'])).sort()).toEqual(['admin', 'staff']);
       expect(points('duo.second_factor.failed')).toEqual([expect.objectContaining({ 'duo.application': 'admin', 'error.type': 'factor_rule_not_met' })]);
-      const calls = points('duo.client.request.duration').map((point) => `${point['duo.endpoint']}:${point['duo.application']}`);
+      const calls = points('duo.client.request.duration').map((point) => `${String(point['duo.endpoint'])}:${String(point['duo.application'])}`);
       expect(calls).toEqual(expect.arrayContaining(['health_check:staff', 'token:staff', 'health_check:admin', 'token:admin']));
     } finally {
       metrics.disable();

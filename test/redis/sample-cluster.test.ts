@@ -135,9 +135,10 @@ describe('the sample in cluster mode (REDIS_URL, SAMPLE_INSTANCES=3)', () => {
     const verifiedSid = sessionId(jar);
     expect(verifiedSid).not.toBe(sid);
     expect(await keys('sess:*')).toEqual([`sess:${verifiedSid}`]);
-    const stored = JSON.parse((await admin.get(`sess:${verifiedSid}`)) ?? '{}') as { user?: { username?: string }; duo?: { verified?: { username?: string } } };
+    const stored = JSON.parse((await admin.get(`sess:${verifiedSid}`)) ?? '{}') as { user?: { username?: string }; duo?: { apps?: { staff?: { verified?: { username?: string } } } } };
     expect(stored.user?.username).toBe('alice');
-    expect(stored.duo?.verified?.username).toBe('alice');
+    // The sample names its Duo applications (staff, admin): the account pages' marker is the staff application's.
+    expect(stored.duo?.apps?.staff?.verified?.username).toBe('alice');
   });
 
   it('stops cleanly on SIGTERM: every instance, the Redis connection and the emulator closed', async () => {

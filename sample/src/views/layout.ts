@@ -16,7 +16,7 @@ export interface PageStatus {
   now: number;
 }
 
-type NavTarget = 'home' | 'account' | 'sensitive' | 'login' | 'none';
+type NavTarget = 'home' | 'account' | 'sensitive' | 'admin' | 'login' | 'none';
 
 export function formatTime(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
@@ -79,6 +79,7 @@ ${html`<html lang="en">
     ${navLink('/', 'Home', 'home', current)}
     ${navLink('/account', 'Account', 'account', current)}
     ${navLink('/sensitive', 'Sensitive', 'sensitive', current)}
+    ${navLink('/admin', 'Admin', 'admin', current)}
     <a href="/api/me">/api/me</a>
   </nav>
   ${userBox(status)}

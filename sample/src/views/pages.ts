@@ -1,3 +1,4 @@
+import type { VerifiedMarker } from 'nestjs-duo';
 import { DEMO_USERS } from '../users.service.js';
 import { html, type SafeHtml } from './html.js';
 import { formatAge, formatTime, layout, secondFactorPill, type PageStatus } from './layout.js';
@@ -112,5 +113,23 @@ export function sensitivePage(status: PageStatus): string {
 <p class="lead">Step-up: <code>@RequireSecondFactor({ maxAge: ${status.stepUpSeconds} })</code>. A second factor older than ${status.stepUpSeconds} seconds does not count here; Duo is asked again, with <code>max_age</code>.</p>
 <p class="notice info" data-testid="step-up">Your second factor was passed ${formatAge(status.now - verification.at)}. From ${formatTime(until)} on, opening this page asks Duo again.</p>
 <section class="card"><h2>Second factor</h2>${secondFactorFacts(status)}</section>`,
+  );
+}
+
+/** The admin area: the admin application's marker, beside the staff one the other pages use. */
+export function adminPage(status: PageStatus, admin: VerifiedMarker): string {
+  return layout(
+    'Admin',
+    status,
+    'admin',
+    html`<h1>Admin area</h1>
+<p class="lead">This page is on a second Duo application: <code>@RequireSecondFactor({ application: 'admin', requireInteraction: true })</code>. Passing Duo for the account pages does not count here, and Duo must have asked you (no remembered device, no bypass).</p>
+<section class="card"><h2>Admin second factor</h2><dl class="facts" data-testid="admin-second-factor">
+  <dt>Duo application</dt><dd data-testid="admin-app"><code>${admin.app}</code></dd>
+  <dt>Passed at</dt><dd data-testid="admin-verified-at" data-ms="${admin.at}">${formatTime(admin.at)} (${formatAge(status.now - admin.at)})</dd>
+  <dt>Factor</dt><dd data-testid="admin-factor">${admin.factor ?? 'not reported'}</dd>
+  <dt>Reason</dt><dd>${admin.reason ?? 'not reported'}</dd>
+</dl></section>
+<section class="card"><h2>Account second factor</h2>${secondFactorFacts(status)}</section>`,
   );
 }
