@@ -99,7 +99,8 @@ export class DuoApplications implements OnApplicationBootstrap, OnModuleDestroy 
       if (own === null || typeof own !== 'object' || Array.isArray(own)) {
         throw new DuoConfigError(`Duo option "applications.${name}" must be an object with clientId, clientSecret, apiHost and redirectUri.`);
       }
-      const merged = { ...shared, ...pick(options, SHARED_CLIENT_OPTIONS), ...own } as DuoModuleOptions;
+      // Read, not spread: the secret and proxy of an options object the module saw before are non-enumerable (hidden).
+      const merged = { ...shared, ...pick(options, SHARED_CLIENT_OPTIONS), ...own, ...pick(own, ['clientSecret', 'proxy']) } as DuoModuleOptions;
       let context: DuoContext;
       try {
         context = new DuoContext(merged, { name, named: true, store, events, counter });
@@ -183,7 +184,7 @@ export class DuoApplications implements OnApplicationBootstrap, OnModuleDestroy 
   }
 }
 
-function pick(options: DuoModuleOptions, keys: readonly string[]): Record<string, unknown> {
+function pick(options: object, keys: readonly string[]): Record<string, unknown> {
   const picked: Record<string, unknown> = {};
   for (const key of keys) {
     const value = (options as Record<string, unknown>)[key];

@@ -384,5 +384,8 @@ describe.each(PLATFORMS)('several Duo applications on %s (in-session store)', (a
     await throughDuo(agent, '/account');
     expect(JSON.stringify(options)).not.toContain(emulator.clientSecret);
     expect(t.events.every((event) => event.application === 'staff')).toBe(true);
+    // The same options object, its secret now hidden, starts a second instance (the hidden secret is read, not spread).
+    const again = await app(options, [PrimaryLoginController, SessionProbeController, AccountController, CallbackController]);
+    await throughDuo(await loggedIn(again), '/account');
   });
 });
