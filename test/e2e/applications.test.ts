@@ -218,6 +218,30 @@ describe.each(PLATFORMS)('several Duo applications on %s (in-session store)', (a
     await agent.get('/admin/keys').expect(200, 'admin keys');
   });
 
+  it("a fail-open bypass counts only for its application: Duo down lets /account through, Duo back sends /admin to Duo", async () => {
+    const t = await app({ ...staffAndAdmin(), failMode: 'open', healthCheckCacheSeconds: 0 });
+    const agent = await loggedIn(t);
+    emulator.setFailure('http_500');
+    try {
+      await agent.get('/account').expect(200, 'account of alice');
+    } finally {
+      emulator.setFailure('none');
+    }
+    const who = await agent.get('/whoami').expect(200);
+    expect(who.body.duo.apps.staff.bypass).toMatchObject({ username: 'alice', reason: 'duo_unavailable' });
+    expect(who.body.duo.apps.admin).toBeUndefined();
+    expect(t.events).toContainEqual(expect.objectContaining({ type: 'second_factor_bypassed', application: 'staff', username: 'alice' }));
+    expect(t.logger.warnings().some((line) => line.includes('Duo application "staff": Fail mode "open": user "alice" let through'))).toBe(true);
+    const start = await agent.get('/admin').set('Accept', 'text/html').expect(303);
+    expect(new URL(start.headers.location!).searchParams.get('client_id')).toBe(admin.clientId);
+    // Passing admin keeps the staff bypass (it is staff's to end).
+    const back = await emulator.authorize(start.headers.location!);
+    await agent.get(pathOf(back)).set('Accept', 'text/html').expect(303);
+    const after = await agent.get('/whoami').expect(200);
+    expect(after.body.duo.apps.staff.bypass).toMatchObject({ username: 'alice' });
+    expect(after.body.duo.apps.admin.verified).toMatchObject({ username: 'alice' });
+  });
+
   it('events and log lines name the application', async () => {
     const t = await app();
     const agent = await loggedIn(t);
