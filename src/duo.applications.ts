@@ -70,7 +70,7 @@ export class DuoApplications implements OnApplicationBootstrap, OnModuleDestroy 
     }
     for (const name of names) {
       if (!APPLICATION_NAME.test(name)) {
-        throw new DuoConfigError(`Duo option "applications" has the name ${JSON.stringify(printable(name, 80))}: names are 1 to 64 letters, digits, "_" or "-".`);
+        throw new DuoConfigError(`Duo option "applications" has the name ${JSON.stringify(printable(name, 80))}: names are 1 to 64 letters, digits, "_" or "-" (not __proto__).`);
       }
     }
     const defaultName = options.defaultApplication ?? (names.length === 1 ? names[0] : undefined);

@@ -24,8 +24,8 @@ export interface DuoApplicationOptions extends DuoClientOptions {
 /** The client options every application takes from the top level unless it sets its own. */
 export const SHARED_CLIENT_OPTIONS = ['apiBaseUrl', 'timeoutMs', 'ca', 'tls', 'proxy', 'usernameMatch', 'maxConcurrentRequests', 'clockSkewWarningSeconds'] as const;
 
-/** What an application's name may be: it keys session markers and Redis records. */
-export const APPLICATION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+/** What an application's name may be: it keys session markers and Redis records (so never `__proto__`, which an assignment would not keep). */
+export const APPLICATION_NAME = /^(?!__proto__$)[A-Za-z0-9_-]{1,64}$/;
 
 /** The application of a module configured with top-level credentials (no `applications`). */
 export const DEFAULT_APPLICATION_NAME = 'default';

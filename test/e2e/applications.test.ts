@@ -384,6 +384,7 @@ describe.each(PLATFORMS)('several Duo applications on %s (in-session store)', (a
         [{ applications: two, defaultApplication: 'ops' }, /"defaultApplication" is "ops", which is not in "applications" \(staff, admin\)/],
         [{ applications: two, defaultApplication: 'staff', clientId: 'DIXXXXXXXXXXXXXXXXXX' }, /"clientId" is set at the top level and "applications" too/],
         [{ applications: { 'st aff': emulator.clientOptions(REDIRECT_URI) } }, /names are 1 to 64 letters/],
+        [{ applications: Object.defineProperty({}, '__proto__', { value: emulator.clientOptions(REDIRECT_URI), enumerable: true }) }, /names are 1 to 64 letters/],
         [{ applications: {} }, /"applications" names no application/],
         [{ applications: { staff: { ...emulator.clientOptions(REDIRECT_URI), clientSecret: '' } } }, /applications\.staff: .*clientSecret/],
         [{ ...emulator.clientOptions(REDIRECT_URI), defaultApplication: 'staff' }, /"defaultApplication" needs "applications"/],

@@ -129,7 +129,7 @@ describe("RedisTransactionStore keeps a pending login's application", () => {
     expect(await store.take(tx.state, context)).toEqual(tx);
   });
 
-  it.each([[''], ['ad min'], ['admin\x1fx'], ['a'.repeat(65)]])('refuses an application name it could not give back (%j) with input_invalid, storing nothing', async (application) => {
+  it.each([[''], ['ad min'], ['admin\x1fx'], ['a'.repeat(65)], ['__proto__']])('refuses an application name it could not give back (%j) with input_invalid, storing nothing', async (application) => {
     const store = new RedisTransactionStore(await storeClient(), { prefix: 'duo:app-rt-bad:' });
     const tx = transaction({ application });
     const error = await store.create(tx, { session: { binding: tx.binding }, maxPendingPerSession: 5 }).catch((caught: unknown) => caught);
