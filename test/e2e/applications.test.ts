@@ -87,6 +87,7 @@ const CONTROLLERS: Type[] = [PrimaryLoginController, SessionProbeController, Acc
 
 interface AppsApp {
   agent(): Agent;
+  duo: DuoService;
   events: DuoEvent[];
   logger: CapturingLogger;
   close(): Promise<void>;
@@ -130,7 +131,7 @@ describe.each(PLATFORMS)('several Duo applications on %s (in-session store)', (a
     const events: DuoEvent[] = [];
     const logger = new CapturingLogger();
     const built = await buildDuoTestApp({ duo: { onEvent: (event) => events.push(event), ...duo } as DuoModuleOptions, controllers, adapter, logger });
-    const t = { agent: () => supertest.agent(built.app.getHttpServer()), events, logger, close: () => built.app.close() };
+    const t = { agent: () => supertest.agent(built.app.getHttpServer()), duo: built.app.get(DuoService), events, logger, close: () => built.app.close() };
     apps.push(t);
     return t;
   };
@@ -192,6 +193,12 @@ describe.each(PLATFORMS)('several Duo applications on %s (in-session store)', (a
     });
     // The emulator saw each code exchanged by its own application's client (another client's exchange is refused).
     expect(emulator.stats.tokenExchangesOk).toBe(2);
+    // The injected DuoService is the default application's; another is one call away, an unknown name a clear error.
+    expect(t.duo.forApplication('staff')).toBe(t.duo);
+    expect(t.duo.forApplication('admin')).toBe(t.duo.forApplication('admin'));
+    expect(t.duo.forApplication('admin').application).toBe(who.body.duo.apps.admin.verified.app);
+    expect(() => t.duo.forApplication('ops')).toThrow(/forApplication\("ops"\): no such Duo application; the registered ones are staff, admin/);
+    expect((await t.duo.forApplication('admin').status()).reachable).toBe(true);
   });
 
   it("an admin marker does not satisfy staff either, and another user's markers never count", async () => {
