@@ -18,6 +18,7 @@ import {
   DuoConfigError,
   DuoService,
   RequireSecondFactor,
+  type DuoApplicationOptions,
   type DuoEvent,
   type DuoModuleOptions,
 } from '../../src/index.js';
@@ -363,6 +364,40 @@ describe.each(PLATFORMS)('several Duo applications on %s (in-session store)', (a
       expect(t.logger.text()).not.toContain('the tenant directory is down');
       expect(t.events.filter((event) => event.type === 'prompt_started')).toHaveLength(0);
     });
+  });
+
+  it('forRootAsync builds the applications from a config store at startup (async), and checks them then', async () => {
+    const { Test } = await import('@nestjs/testing');
+    const { DuoModule } = await import('../../src/index.js');
+    const directory = async (): Promise<Record<string, DuoApplicationOptions>> => {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      return { staff: emulator.clientOptions(REDIRECT_URI), admin: admin.clientOptions(REDIRECT_URI) };
+    };
+    const moduleRef = await Test.createTestingModule({
+      imports: [DuoModule.forRootAsync({ isGlobal: true, useFactory: async () => ({ applications: await directory(), defaultApplication: 'admin' }) })],
+      controllers: [CallbackController, AdminController],
+    }).compile();
+    const nest = adapter === 'fastify' ? moduleRef.createNestApplication(new (await import('@nestjs/platform-fastify')).FastifyAdapter()) : moduleRef.createNestApplication();
+    await nest.init();
+    try {
+      const duo = nest.get(DuoService);
+      expect(duo.applicationName).toBe('admin');
+      expect(duo.applicationNames).toEqual(['admin', 'staff']);
+      expect((await duo.forApplication('staff').status()).reachable).toBe(true);
+    } finally {
+      await nest.close();
+    }
+    const broken = await Test.createTestingModule({
+      imports: [DuoModule.forRootAsync({ isGlobal: true, useFactory: async () => ({ applications: { ...(await directory()), ops: { ...admin.clientOptions(REDIRECT_URI), redirectUri: 'ftp://x' } }, defaultApplication: 'staff' }) })],
+      controllers: [CallbackController],
+    })
+      .compile()
+      .then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+    expect(broken).toBeInstanceOf(DuoConfigError);
+    expect((broken as Error).message).toMatch(/^applications\.ops: .*redirectUri/);
   });
 
   describe('startup errors name the option', () => {
