@@ -44,13 +44,15 @@ export class DuoCallbackRouteCheck implements OnApplicationBootstrap {
     }
   }
 
-  /** Every `@RequireSecondFactor({ application })` must name a registered application: else the app does not start. */
+  /** Every `@RequireSecondFactor({ application })` (on a controller, or a provider such as a GraphQL resolver) must name a registered application: else the app does not start. */
   checkRouteApplications(): void {
-    for (const wrapper of this.discovery.getControllers()) {
-      const instance = wrapper.instance as object | undefined;
+    for (const wrapper of [...this.discovery.getControllers(), ...this.discovery.getProviders()]) {
+      const instance: unknown = wrapper.instance;
       const metatype = wrapper.metatype as (new (...args: never[]) => object) | undefined;
-      if (!instance || !metatype) continue;
-      const prototype = Object.getPrototypeOf(instance) as Record<string, unknown>;
+      // Values and factories' results (options objects, clients) have no handlers to check.
+      if (instance === null || typeof instance !== 'object' || typeof metatype !== 'function') continue;
+      const prototype = Object.getPrototypeOf(instance) as Record<string, unknown> | null;
+      if (prototype === null || prototype === Object.prototype) continue;
       const targets: Array<[object, string]> = [[metatype, metatype.name]];
       for (const name of this.scanner.getAllMethodNames(prototype)) {
         const handler = prototype[name];

@@ -10,7 +10,7 @@
 import 'reflect-metadata';
 import { metrics } from '@opentelemetry/api';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
-import { Controller, Get, Req, type Type } from '@nestjs/common';
+import { Controller, Get, Injectable, Module, Req, type Type } from '@nestjs/common';
 import supertest from 'supertest';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -413,6 +413,25 @@ describe.each(PLATFORMS)('several Duo applications on %s (in-session store)', (a
       await expect(app(staffAndAdmin(), [...CONTROLLERS, OpsController])).rejects.toThrow(
         /@RequireSecondFactor\(\{ application: "ops" \}\) on OpsController\.ops names no Duo application: the registered ones are staff, admin/,
       );
+    });
+
+    it('so does a provider handler naming one (a GraphQL resolver is a provider, not a controller)', async () => {
+      @Injectable()
+      class ReportsResolver {
+        @RequireSecondFactor({ application: 'reports' })
+        reports(): string {
+          return 'reports';
+        }
+      }
+      @Module({ providers: [ReportsResolver] })
+      class ReportsModule {}
+      const events: DuoEvent[] = [];
+      const failure = await buildDuoTestApp({ duo: { onEvent: (event) => events.push(event), ...staffAndAdmin() } as DuoModuleOptions, controllers: CONTROLLERS, adapter, imports: [ReportsModule] }).then(
+        (built) => built.app.close(),
+        (error: unknown) => error,
+      );
+      expect(failure).toBeInstanceOf(DuoConfigError);
+      expect((failure as Error).message).toMatch(/application: "reports" \}\) on ReportsResolver\.reports names no Duo application/);
     });
 
     it('with top-level credentials, a route naming an application stops the app', async () => {
