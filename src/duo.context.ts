@@ -94,7 +94,14 @@ export class DuoContext {
     const limits = this.settings.promptLimits;
     // A store that keeps counts (RedisTransactionStore) shares them with every instance; otherwise they are this process's.
     const counter = shared.counter ?? counterOf(store);
-    this.limiter = limits ? new PromptLimiter(limits, counter, this.application) : undefined;
+    this.limiter = limits
+      ? new PromptLimiter(limits, counter, this.application, {
+          // The counts' keys are HMACs under the client secret, which every instance of the app shares.
+          secret: options.clientSecret,
+          caseInsensitive: this.client.config.usernameMatch === 'case-insensitive',
+          warn: (message) => this.logger.warn(message),
+        })
+      : undefined;
   }
 
   /** A health check, cached: healthy answers for `healthCheckCacheSeconds`, failures for 5 s; concurrent callers share one call. */

@@ -124,6 +124,13 @@ export class SecondFactorGuard implements CanActivate {
     }
     if (maxAge === undefined && rule === undefined && flow.bypass(request)) return true;
 
+    if (request.method === 'HEAD') {
+      // A HEAD (a link checker's, a prefetcher's) must not start a Duo login: it would store a pending
+      // login and count against the user's prompt limits. It learns the status, nothing more.
+      throw new DuoHttpException(
+        new DuoError<DuoErrorCode>(maxAge === undefined ? 'second_factor_required' : 'step_up_required', 'This page needs a Duo second factor; open it with GET to be sent to Duo.'),
+      );
+    }
     const returnTo = json ? safeReturnPath(request.headers[RETURN_TO_HEADER]) : safeReturnPath(requestPath(request));
     const start = await flow.start(request, username, returnTo, maxAge, rule);
     if (start.kind === 'bypass') return true;

@@ -127,6 +127,17 @@ describe.each(PLATFORMS)('promptLimits on %s', (adapter) => {
     expect(theirs?.body.message).toMatch(/ThrottlerException: Too Many Requests/);
   });
 
+  it('a HEAD to a protected page (a link checker, a prefetcher) gets 401 and starts no login: nothing counted, nothing sent to Duo', async () => {
+    const t = await app({ promptLimits: { perUser: { max: 1, windowSeconds: 60 } } });
+    const agent = t.agent();
+    await agent.post('/login').send({ username: 'alice' }).expect(201);
+    const checks = emulator.stats.healthChecks;
+    for (let i = 0; i < 5; i++) await agent.head('/account').set('Accept', 'text/html').expect(401);
+    expect(emulator.stats.healthChecks).toBe(checks);
+    expect(t.events.filter((event) => event.type === 'prompt_started')).toEqual([]);
+    await agent.get('/account').set('Accept', 'text/html').expect(303); // the one prompt the limit allows is still there
+  });
+
   it('refuses a wrong promptLimits option at startup, naming it', async () => {
     await expect(app({ promptLimits: { perUser: { max: 0, windowSeconds: 60 } } })).rejects.toThrow(/"promptLimits\.perUser\.max" must be a whole number/);
   });

@@ -39,3 +39,27 @@ describe('DuoContext: the prompt limits in force', () => {
     expect(new DuoContext({ ...base, promptLimits: false }).limiter).toBeUndefined();
   });
 });
+
+describe('DuoContext: the prompt limits as wired', () => {
+  it('key their counts with the client secret (two apps with other secrets count under other keys) and fold case under usernameMatch case-insensitive', async () => {
+    const { DuoContext } = await import('../../src/duo.context.js');
+    const keysOf = async (options: Partial<typeof base>, names: string[]) => {
+      const keys: string[] = [];
+      const store = {
+        create: () => Promise.resolve(),
+        take: () => Promise.resolve(undefined),
+        countAttempt: (key: string) => (keys.push(key), Promise.resolve({ count: 1, resetInMs: 1000 })),
+      };
+      const context = new DuoContext({ ...base, ...options, transactionStore: store, promptLimits: { perIp: false, failedCallbacksPerUser: false } });
+      for (const name of names) await context.limiter!.admit({ headers: {}, ip: '192.0.2.1' }, name);
+      return keys;
+    };
+    const [a] = await keysOf({ clientSecret: 'a'.repeat(40) }, ['alice']);
+    const [b] = await keysOf({ clientSecret: 'b'.repeat(40) }, ['alice']);
+    expect(a).not.toBe(b);
+    const folded = await keysOf({ usernameMatch: 'case-insensitive' }, ['Alice', 'alice']);
+    expect(folded[0]).toBe(folded[1]);
+    const exact = await keysOf({}, ['Alice', 'alice']);
+    expect(exact[0]).not.toBe(exact[1]);
+  });
+});
