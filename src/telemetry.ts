@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { join, resolve } from 'node:path';
 import type { LoggerService } from '@nestjs/common';
 import type * as OTel from '@opentelemetry/api';
 import { DuoConfigError, NESTJS_DUO_VERSION, isDuoError } from './protocol/index.js';
@@ -45,7 +46,16 @@ export function resolveTelemetryOptions(value: unknown): DuoTelemetrySettings {
 
 type OTelApi = typeof OTel;
 
-const requireOptional = createRequire(import.meta.url);
+/**
+ * Where the app's `@opentelemetry/api` is looked for: from the app's main script, then from its
+ * working directory. Not from this file: that needs `import.meta.url`, which a CommonJS build of
+ * this package (Jest's ts-jest transform of node_modules/nestjs-duo) cannot parse. The API keeps its
+ * providers in one global registry, so any compatible copy the app resolves is the one it set up.
+ */
+function apiRequirers(): Array<NodeJS.Require> {
+  const bases = [process.argv[1], join(process.cwd(), 'package.json')].filter((base): base is string => typeof base === 'string' && base.length > 0);
+  return bases.map((base) => createRequire(resolve(base)));
+}
 
 /**
  * The app's `@opentelemetry/api`, or undefined when it is not installed.
@@ -53,15 +63,18 @@ const requireOptional = createRequire(import.meta.url);
  * statically: without the package nothing of OpenTelemetry is loaded.
  */
 function loadApi(logger: LoggerService): OTelApi | undefined {
-  try {
-    return requireOptional('@opentelemetry/api') as OTelApi;
-  } catch (error) {
-    const code = (error as { code?: unknown } | null)?.code;
-    if (code !== 'MODULE_NOT_FOUND' && code !== 'ERR_MODULE_NOT_FOUND') {
-      logger.warn('@opentelemetry/api is installed but could not be loaded; Duo telemetry is off. Reinstall it (npm ls @opentelemetry/api).');
+  for (const requireOptional of apiRequirers()) {
+    try {
+      return requireOptional('@opentelemetry/api') as OTelApi;
+    } catch (error) {
+      const code = (error as { code?: unknown } | null)?.code;
+      if (code !== 'MODULE_NOT_FOUND' && code !== 'ERR_MODULE_NOT_FOUND') {
+        logger.warn('@opentelemetry/api is installed but could not be loaded; Duo telemetry is off. Reinstall it (npm ls @opentelemetry/api).');
+        return undefined;
+      }
     }
-    return undefined;
   }
+  return undefined;
 }
 
 /** Duo's endpoints the module calls. */
