@@ -19,6 +19,7 @@ import { DUO_SESSION_KEY } from '../src/duo.constants.js';
 import { DuoContext } from '../src/duo.context.js';
 import { AccountController, CallbackController, PrimaryLoginController, REDIRECT_URI, buildDuoTestApp } from '../test/support/app.js';
 import { serveRpc } from './rpc.js';
+import { handLoginController } from './hand-login.js';
 
 export interface AppProcessConfig {
   duo: Partial<DuoModuleOptions> & Pick<DuoModuleOptions, 'clientId' | 'clientSecret' | 'apiBaseUrl'>;
@@ -191,7 +192,13 @@ const store = config.redisSessions && redis ? new RedisStore({ client: redis }) 
 const { app, baseUrl } = await buildDuoTestApp({
   duo: { redirectUri: REDIRECT_URI, ...config.duo, onEvent, ...(redisStore ? { transactionStore: redisStore } : {}) } as DuoModuleOptions,
   // In the order of a user's controller: login, logout, account, open, callback.
-  controllers: [PrimaryLoginController, AccountController, OpenController, CallbackController],
+  controllers: [
+    PrimaryLoginController,
+    AccountController,
+    OpenController,
+    CallbackController,
+    handLoginController({ clientId: String(config.duo.clientId), clientSecret: String(config.duo.clientSecret), apiBaseUrl: String(config.duo.apiBaseUrl) }),
+  ],
   bootstrap: 'factory',
   logger,
   session: { store },
