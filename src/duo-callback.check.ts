@@ -2,6 +2,7 @@ import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common'
 import { MODULE_PATH, PATH_METADATA } from '@nestjs/common/constants.js';
 import { ApplicationConfig, DiscoveryService, MetadataScanner, ModulesContainer, Reflector } from '@nestjs/core';
 import { DUO_CALLBACK_ROUTE, REQUIRE_SECOND_FACTOR, type RequireSecondFactorOptions } from './duo.constants.js';
+import { combinedRequirement } from './route-requirement.js';
 import { DuoApplications } from './duo.applications.js';
 import { DuoConfigError } from './protocol/index.js';
 
@@ -58,8 +59,12 @@ export class DuoCallbackRouteCheck implements OnApplicationBootstrap {
         const handler = prototype[name];
         if (typeof handler === 'function') targets.push([handler, `${metatype.name}.${name}`]);
       }
+      const onController = this.reflector.get<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, metatype as never);
       for (const [target, where] of targets) {
-        const application = this.reflector.get<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, target as never)?.application;
+        const own = this.reflector.get<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, target as never);
+        // A handler's options lie over its controller's: the combination is what the guard applies, so it is what is checked
+        // (a combination that cannot be, or an application named by either, stops the app here rather than at a request).
+        const application = (own !== undefined && target !== metatype ? combinedRequirement(own, onController, where) : own)?.application;
         if (application === undefined || this.applications.get(application) !== undefined) continue;
         const known = this.applications.named
           ? `the registered ones are ${this.applications.names.join(', ')}`

@@ -144,15 +144,26 @@ export class DuoApplications implements OnApplicationBootstrap, OnModuleDestroy 
     const resolver = this.#resolve;
     if (!resolver) return this.flow()!;
     let name: unknown;
+    // A resolver that never settles (a tenant lookup that hangs) must not hold the request: it gets the session deadline.
+    const deadlineMs = this.default.settings.sessionTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      name = await resolver(request);
+      const late = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error('late')), deadlineMs);
+      });
+      name = await Promise.race([Promise.resolve().then(() => resolver(request)), late]);
     } catch {
       const suppressed = this.#resolverFailures.pass(Date.now());
       if (suppressed !== undefined) {
         const more = suppressed > 0 ? ` (${suppressed} more in the last minute were not logged)` : '';
-        this.#logger.error(`resolveApplication threw or rejected; the request was refused with 503 application_unavailable${more}. Make it return a name, or undefined for the default application.`);
+        this.#logger.error(
+          `resolveApplication threw, rejected or took longer than sessionTimeoutMs (${deadlineMs} ms); the request was refused with 503 application_unavailable${more}. ` +
+            'Make it return a name, or undefined for the default application, in time.',
+        );
       }
       throw new DuoError<DuoErrorCode>('application_unavailable', 'The Duo application for this request could not be determined. Nothing was let through; try again shortly.');
+    } finally {
+      clearTimeout(timer);
     }
     if (name === undefined || name === null) return this.flow()!;
     const flow = typeof name === 'string' ? this.#flows.get(name) : undefined;

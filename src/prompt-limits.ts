@@ -234,6 +234,9 @@ const COUNTED_FAILURES = new Set<string>([
   'nonce_mismatch',
   'token_invalid',
   'transaction_expired',
+  // A login a route's factor rule refused (Duo Push where the route wants a security key): a user
+  // who approves out of habit must not be pushed again and again on that route.
+  'factor_rule_not_met',
 ] satisfies DuoErrorCode[]);
 
 export type PromptLimitScope = 'user' | 'ip' | 'failed_callbacks';

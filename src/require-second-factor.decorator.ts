@@ -40,3 +40,4 @@ function handlerName(target: object, key: string | symbol | undefined): string {
 
 /** With the guard bound globally (APP_GUARD), marks a public route or controller. */
 export const SkipSecondFactor = (): MethodDecorator & ClassDecorator => SetMetadata(SKIP_SECOND_FACTOR, true);
+

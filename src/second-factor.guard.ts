@@ -2,6 +2,7 @@ import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@ne
 import { GUARDS_METADATA } from '@nestjs/common/constants.js';
 import { HttpAdapterHost, Reflector } from '@nestjs/core';
 import { RETURN_TO_HEADER, REQUIRE_SECOND_FACTOR, SKIP_SECOND_FACTOR, type RequireSecondFactorOptions } from './duo.constants.js';
+import { combinedRequirement } from './route-requirement.js';
 import { answeredHere, writeDuoAnswer } from './duo-exception.filter.js';
 import { DuoHttpException } from './duo.exception.js';
 import type { DuoRequest } from './duo.options.js';
@@ -89,17 +90,21 @@ export class SecondFactorGuard implements CanActivate {
   }
 
   /**
-   * What this handler demands. The handler's own decorator wins over its
-   * controller's, and a requirement wins over a skip at the same level (fail
-   * closed): a `@RequireSecondFactor()` handler inside a `@SkipSecondFactor()`
-   * controller is protected.
+   * What this handler demands. The handler's own decorator is laid over its
+   * controller's, key by key (`combinedRequirement`), and a requirement wins over
+   * a skip at the same level (fail closed): a `@RequireSecondFactor()` handler
+   * inside a `@SkipSecondFactor()` controller is protected.
    */
   protected requirement(context: ExecutionContext): RequireSecondFactorOptions | 'skip' | 'global' {
-    for (const target of [context.getHandler(), context.getClass()]) {
-      const required = this.reflector.get<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, target);
-      if (required !== undefined) return required;
-      if (this.reflector.get<boolean | undefined>(SKIP_SECOND_FACTOR, target)) return 'skip';
-    }
+    const handler = context.getHandler();
+    const controller = context.getClass();
+    const onHandler = this.reflector.get<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, handler);
+    const onController = this.reflector.get<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, controller);
+    // Both: the handler's options over the controller's, key by key (its application and rule stay).
+    if (onHandler !== undefined) return combinedRequirement(onHandler, onController, `${controller.name}.${handler.name}`);
+    if (this.reflector.get<boolean | undefined>(SKIP_SECOND_FACTOR, handler)) return 'skip';
+    if (onController !== undefined) return onController;
+    if (this.reflector.get<boolean | undefined>(SKIP_SECOND_FACTOR, controller)) return 'skip';
     return 'global';
   }
 

@@ -42,21 +42,36 @@ export class DuoHealthIndicator {
     private readonly duo: DuoService,
   ) {}
 
-  /** Duo's health under `key` (default `duo`). */
-  async isHealthy<const Key extends string = 'duo'>(key: Key = 'duo' as Key): Promise<HealthIndicatorResult<Key>> {
-    const status = await this.duo.status();
-    const details: DuoHealthDetails = {
-      reachable: status.reachable,
-      checkedAt: new Date(status.checkedAt).toISOString(),
-      ...(status.clockOffsetSeconds === undefined ? {} : { clockOffsetSeconds: Math.round(status.clockOffsetSeconds) }),
-      clockSkewed: status.clockSkewed,
-      ...(status.error === undefined ? {} : { error: status.error }),
-      failMode: status.failMode,
-      bypassing: status.bypassing,
-    };
+  /**
+   * Duo's health under `key` (default `duo`). With several Duo applications
+   * (`applications`), every one is checked and reported under `applications`
+   * by name; the result is down when any is down, degraded when any is degraded
+   * (a bypass running for the admin application counts as much as for the
+   * default one). `{ application }` reports that one alone.
+   */
+  async isHealthy<const Key extends string = 'duo'>(key: Key = 'duo' as Key, options: { application?: string } = {}): Promise<HealthIndicatorResult<Key>> {
     const indicator = this.indicators.check(key);
-    if (!status.reachable) return indicator.down(details);
-    if (status.bypassing || status.clockSkewed) return indicator.degraded(details);
-    return indicator.up(details);
+    const names = options.application !== undefined ? [options.application] : this.duo.applicationNames;
+    const statuses = await Promise.all(names.map(async (name) => [name, await this.duo.forApplication(name).status()] as const));
+    const reports = statuses.map(([name, status]) => [name, detailsOf(status)] as const);
+    const worst = reports.some(([, report]) => !report.reachable) ? 'down' : reports.some(([, report]) => report.bypassing || report.clockSkewed) ? 'degraded' : 'up';
+    if (names.length === 1 && (options.application !== undefined || names[0] === this.duo.applicationName)) {
+      const details = reports[0]![1];
+      return worst === 'down' ? indicator.down(details) : worst === 'degraded' ? indicator.degraded(details) : indicator.up(details);
+    }
+    const details = { applications: Object.fromEntries(reports) };
+    return worst === 'down' ? indicator.down(details) : worst === 'degraded' ? indicator.degraded(details) : indicator.up(details);
   }
+}
+
+function detailsOf(status: Awaited<ReturnType<DuoService['status']>>): DuoHealthDetails {
+  return {
+    reachable: status.reachable,
+    checkedAt: new Date(status.checkedAt).toISOString(),
+    ...(status.clockOffsetSeconds === undefined ? {} : { clockOffsetSeconds: Math.round(status.clockOffsetSeconds) }),
+    clockSkewed: status.clockSkewed,
+    ...(status.error === undefined ? {} : { error: status.error }),
+    failMode: status.failMode,
+    bypassing: status.bypassing,
+  };
 }

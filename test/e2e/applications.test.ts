@@ -58,6 +58,31 @@ class AdminController {
   }
 }
 
+/**
+ * The controller names the application and a rule; its handlers add their own options (the
+ * pattern the outside review found dropping both): each handler must keep them.
+ */
+@Controller('vault')
+@RequireSecondFactor({ application: 'admin', factors: ['webauthn'] })
+class VaultController {
+  @Get()
+  open(): string {
+    return 'vault';
+  }
+
+  @Get('delete')
+  @RequireSecondFactor({ maxAge: 300 })
+  remove(): string {
+    return 'vault delete';
+  }
+
+  @Get('interactive')
+  @RequireSecondFactor({ requireInteraction: true })
+  interactive(): string {
+    return 'vault interactive';
+  }
+}
+
 /** What the current session passed, per application, through DuoService. */
 @Controller('passed')
 class PassedController {
@@ -314,6 +339,58 @@ describe.each(PLATFORMS)('several Duo applications on %s (in-session store)', (a
     } finally {
       metrics.disable();
     }
+  });
+
+  it("a handler's own @RequireSecondFactor() keeps its controller's application and factor rule (key by key, not replaced)", async () => {
+    const t = await app(staffAndAdmin(), [...CONTROLLERS, VaultController]);
+    const agent = await loggedIn(t);
+    await throughDuo(agent, '/account'); // the staff application, with Duo Push
+    for (const path of ['/vault', '/vault/delete', '/vault/interactive']) {
+      // Not 200: the admin application (its client id), with prompt=login for the rule.
+      const start = await agent.get(path).set('Accept', 'text/html').expect(303);
+      const url = new URL(start.headers.location!);
+      expect(url.searchParams.get('client_id'), path).toBe(admin.clientId);
+      const request = JSON.parse(Buffer.from(url.searchParams.get('request')!.split('.')[1]!, 'base64url').toString()) as { prompt?: string; max_age?: number };
+      expect(request.prompt, path).toBe('login');
+      if (path === '/vault/delete') expect(request.max_age).toBe(300);
+      // Duo Push at the admin application: the controller's rule (webauthn) refuses it on every handler.
+      const back = await emulator.authorize(url.href);
+      await agent.get(pathOf(back)).set('Accept', 'text/html').expect(403);
+    }
+  });
+
+  it("a handler's options that cannot go with its controller's stop the app at startup, naming the handler", async () => {
+    @Controller('bad')
+    @RequireSecondFactor({ application: 'admin', factors: ['webauthn'] })
+    class BadController {
+      @Get()
+      @RequireSecondFactor({ requireInteraction: false })
+      page(): string {
+        return 'bad';
+      }
+    }
+    await expect(app(staffAndAdmin(), [...CONTROLLERS, BadController])).rejects.toThrow(/BadController\.page \(with its controller's\)/);
+  });
+
+  it('logins refused by a factor rule count as failed callbacks for promptLimits: a user who approves pushes out of habit is not pushed again and again', async () => {
+    const t = await app({ ...staffAndAdmin(), promptLimits: { failedCallbacksPerUser: { max: 2, windowSeconds: 300 } } });
+    const agent = await loggedIn(t);
+    for (let i = 0; i < 2; i++) {
+      const start = await agent.get('/admin/keys').set('Accept', 'text/html').expect(303);
+      await agent.get(pathOf(await emulator.authorize(start.headers.location!))).set('Accept', 'text/html').expect(403);
+    }
+    const refused = await agent.get('/admin/keys').set('Accept', 'application/json').expect(429);
+    expect(refused.body.message).toMatch(/Too many Duo logins for this account failed recently/);
+  });
+
+  it('a resolver that never answers gets the session deadline: 503 application_unavailable, not a request held open', async () => {
+    const t = await app({ ...staffAndAdmin(), sessionTimeoutMs: 300, resolveApplication: () => new Promise<string>(() => undefined) });
+    const agent = await loggedIn(t);
+    const started = Date.now();
+    const res = await agent.get('/account').set('Accept', 'application/json').expect(503);
+    expect(res.body.error).toBe('application_unavailable');
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(t.logger.lines.filter((line) => line.includes('took longer than sessionTimeoutMs'))).toHaveLength(1);
   });
 
   describe('resolveApplication: the host name picks the tenant', () => {

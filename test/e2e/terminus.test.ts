@@ -118,3 +118,37 @@ describe.each(PLATFORMS)('DuoHealthIndicator with @nestjs/terminus on %s', (adap
     expect(res.body.details.duo.clockOffsetSeconds).toBeGreaterThanOrEqual(118);
   });
 });
+
+describe.each(PLATFORMS)('DuoHealthIndicator with several Duo applications on %s', (adapter: Platform) => {
+  it('checks every application: down when the admin application is down, with each one under applications; { application } reports one', async () => {
+    const staff = await DuoEmulator.start();
+    const admin = await DuoEmulator.start();
+    const built = await buildDuoTestApp({
+      duo: { applications: { staff: staff.clientOptions(REDIRECT_URI), admin: admin.clientOptions(REDIRECT_URI) }, defaultApplication: 'staff' } as DuoModuleOptions,
+      adapter,
+      controllers: MINIMAL_CONTROLLERS,
+      imports: [HealthModule],
+      logger: new CapturingLogger(),
+    });
+    try {
+      const http = supertest(built.app.getHttpServer());
+      const up = await http.get('/health/duo').expect(200);
+      expect(up.body.info.duo.status).toBe('up');
+      expect(Object.keys(up.body.info.duo.applications).sort()).toEqual(['admin', 'staff']);
+      admin.setFailure('http_500');
+      // The status is cached for at most 5 s after a healthy answer: ask the admin application afresh.
+      await built.app.get(DuoService).forApplication('admin').healthCheck().catch(() => undefined);
+      const indicator = built.app.get(DuoHealthIndicator);
+      const all = await indicator.isHealthy('duo');
+      expect(all.duo.status).toBe('down');
+      expect((all.duo as unknown as { applications: Record<string, { reachable: boolean }> }).applications.admin!.reachable).toBe(false);
+      expect((all.duo as unknown as { applications: Record<string, { reachable: boolean }> }).applications.staff!.reachable).toBe(true);
+      const staffOnly = await indicator.isHealthy('duo', { application: 'staff' });
+      expect(staffOnly.duo.status).toBe('up');
+    } finally {
+      await built.app.close();
+      await staff.close();
+      await admin.close();
+    }
+  });
+});
