@@ -33,7 +33,7 @@ function kindOf({ url, functionName }: ProfileNode['callFrame']): string | undef
   }
   if (/\/(?:bench\/dist\/(?:[^/]+\/)?)?src\//.test(url) && url.includes('/bench/dist/')) return 'nestjs-duo (src/)';
   if (url.includes('/test/support/')) return 'the test app (controllers, req.user)';
-  if (/^node:internal\/crypto/.test(url) || ['digest', 'update', 'Hmac', 'Hash', 'randomBytes', 'sign', 'verify'].includes(functionName)) return 'node:crypto (HMAC, WebCrypto jobs, random)';
+  if (url.startsWith('node:internal/crypto') || ['digest', 'update', 'Hmac', 'Hash', 'randomBytes', 'sign', 'verify'].includes(functionName)) return 'node:crypto (HMAC, WebCrypto jobs, random)';
   if (/^node:(?:_http|http|net|internal\/(?:streams|stream_base|http|net))/.test(url) || functionName === 'writev' || functionName === 'writeUtf8String' || functionName === 'writeLatin1String') {
     return 'Node HTTP and sockets (parse, write, writev)';
   }
