@@ -8,15 +8,13 @@
  */
 import 'reflect-metadata';
 import { Controller, Get, type INestApplication } from '@nestjs/common';
-import { createClient, type RedisClientType } from 'redis';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { DuoError, RedisTransactionStore, RequireSecondFactor, type DuoEvent, type PendingTransaction } from '../../src/index.js';
 import { randomToken } from '../../src/protocol/random.js';
-import { DuoEmulator, type DuoEmulatorApplication } from '../../src/testing/index.js';
+import type { DuoEmulatorApplication } from '../../src/testing/index.js';
 import { AccountController, CallbackController, PLATFORMS, PrimaryLoginController, REDIRECT_URI, buildDuoTestApp, type Platform } from '../support/app.js';
-import { RedisServer } from '../support/redis-server.js';
-import { CONNECT_REDIS_9, NODE_REDIS_6, type NodeClient } from './clients.js';
-import { CookieJar, pathOf, request } from './instances.js';
+import { CONNECT_REDIS_9 } from './clients.js';
+import { CookieJar, pathOf, redisAndEmulator, request } from './instances.js';
 
 @Controller('admin')
 class AdminController {
@@ -27,43 +25,19 @@ class AdminController {
   }
 }
 
-let server: RedisServer;
-let emulator: DuoEmulator;
+const env = redisAndEmulator();
 let adminApp: DuoEmulatorApplication;
-let inspector: RedisClientType;
-const clients: NodeClient[] = [];
-
-beforeAll(async () => {
-  server = await RedisServer.start();
-  emulator = await DuoEmulator.start();
-  adminApp = emulator.addApplication();
-  inspector = createClient({ url: server.url, disableOfflineQueue: true });
-  inspector.on('error', () => {});
-  await inspector.connect();
+beforeAll(() => {
+  adminApp = env.emulator.addApplication();
 });
-
-afterAll(async () => {
-  inspector?.destroy();
-  for (const client of clients) client.destroy();
-  await emulator?.close();
-  await server?.stop();
-});
-
-beforeEach(() => emulator.reset());
-
-async function storeClient(): Promise<NodeClient> {
-  const client = await NODE_REDIS_6.connect({ url: server.url });
-  clients.push(client);
-  return client;
-}
 
 /** One instance: sessions in Redis, pending logins in Redis under `prefix`, staff and admin applications. */
 async function instance(adapter: Platform, prefix: string, events: DuoEvent[]): Promise<{ app: INestApplication; baseUrl: string }> {
-  const redis = await storeClient();
+  const redis = await env.storeClient();
   const { RedisStore } = CONNECT_REDIS_9;
   return buildDuoTestApp({
     duo: {
-      applications: { staff: emulator.clientOptions(REDIRECT_URI), admin: adminApp.clientOptions(REDIRECT_URI) },
+      applications: { staff: env.emulator.clientOptions(REDIRECT_URI), admin: adminApp.clientOptions(REDIRECT_URI) },
       defaultApplication: 'staff',
       transactionStore: new RedisTransactionStore(redis, { prefix }),
       onEvent: (event) => events.push(event),
@@ -86,7 +60,7 @@ describe.each(PLATFORMS)('several Duo applications with Redis on %s', (adapter) 
       const through = async (path: string): Promise<void> => {
         const start = await request(a, jar, path);
         expect(start.status).toBe(303);
-        const back = await emulator.authorize(start.headers.get('location')!);
+        const back = await env.emulator.authorize(start.headers.get('location')!);
         const callback = await request(b, jar, pathOf(back));
         expect(callback.status, await callback.text()).toBe(303);
       };
@@ -96,8 +70,8 @@ describe.each(PLATFORMS)('several Duo applications with Redis on %s', (adapter) 
       expect(adminStart.status).toBe(303);
       expect(new URL(adminStart.headers.get('location')!).searchParams.get('client_id')).toBe(adminApp.clientId);
       // The pending login in Redis names its application, in the record's last field.
-      const keys = (await inspector.keys(`${prefix}{*`)).filter((key) => !key.includes('limit'));
-      const records = (await Promise.all(keys.map((key) => inspector.get(key)))).flatMap((value) => (value ?? '').split('\x1e').filter(Boolean));
+      const keys = (await env.inspector.keys(`${prefix}{*`)).filter((key) => !key.includes('limit'));
+      const records = (await Promise.all(keys.map((key) => env.inspector.get(key)))).flatMap((value) => (value ?? '').split('\x1e').filter(Boolean));
       expect(records.map((record) => record.split('\x1f').at(-1))).toEqual(['admin']);
 
       await through('/admin');
@@ -122,7 +96,7 @@ describe("RedisTransactionStore keeps a pending login's application", () => {
     ['with a rule', { application: 'admin', factorRule: 'webauthn' }],
     ['with both', { application: 'admin_area', factorRule: '*', maxAge: 60 }],
   ] as Array<[string, Partial<PendingTransaction>]>)('%s: given back exactly', async (_name, overrides) => {
-    const store = new RedisTransactionStore(await storeClient(), { prefix: 'duo:app-rt:' });
+    const store = new RedisTransactionStore(await env.storeClient(), { prefix: 'duo:app-rt:' });
     const tx = transaction(overrides);
     const context = { session: { binding: tx.binding }, maxPendingPerSession: 5 };
     await store.create(tx, context);
@@ -130,30 +104,30 @@ describe("RedisTransactionStore keeps a pending login's application", () => {
   });
 
   it.each([[''], ['ad min'], ['admin\x1fx'], ['a'.repeat(65)], ['__proto__']])('refuses an application name it could not give back (%j) with input_invalid, storing nothing', async (application) => {
-    const store = new RedisTransactionStore(await storeClient(), { prefix: 'duo:app-rt-bad:' });
+    const store = new RedisTransactionStore(await env.storeClient(), { prefix: 'duo:app-rt-bad:' });
     const tx = transaction({ application });
     const error = await store.create(tx, { session: { binding: tx.binding }, maxPendingPerSession: 5 }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(DuoError);
     expect((error as DuoError).code).toBe('input_invalid');
-    expect(await inspector.keys(`duo:app-rt-bad:{${tx.binding}}`)).toEqual([]);
+    expect(await env.inspector.keys(`duo:app-rt-bad:{${tx.binding}}`)).toEqual([]);
   });
 
   it('a stored record whose application field is not a name is treated as absent (never as a login of the default application)', async () => {
-    const store = new RedisTransactionStore(await storeClient(), { prefix: 'duo:app-rt-tampered:' });
+    const store = new RedisTransactionStore(await env.storeClient(), { prefix: 'duo:app-rt-tampered:' });
     const tx = transaction({ application: 'admin' });
     const context = { session: { binding: tx.binding }, maxPendingPerSession: 5 };
     await store.create(tx, context);
     const key = `duo:app-rt-tampered:{${tx.binding}}`;
-    const raw = (await inspector.get(key))!;
-    await inspector.set(key, raw.replace(/\x1fadmin$/, '\x1fnot a name'), { KEEPTTL: true });
+    const raw = (await env.inspector.get(key))!;
+    await env.inspector.set(key, raw.replace(/\x1fadmin$/, '\x1fnot a name'), { KEEPTTL: true });
     expect(await store.take(tx.state, context)).toBeUndefined();
   });
 
   it('a pending login with an application takes at most 300 bytes in Redis', async () => {
-    const store = new RedisTransactionStore(await storeClient(), { prefix: 'duo:app-rt-size:' });
+    const store = new RedisTransactionStore(await env.storeClient(), { prefix: 'duo:app-rt-size:' });
     const tx = transaction({ returnTo: '/admin', application: 'admin' });
     await store.create(tx, { session: { binding: tx.binding }, maxPendingPerSession: 5 });
-    const bytes = (await inspector.memoryUsage(`duo:app-rt-size:{${tx.binding}}`))!;
+    const bytes = (await env.inspector.memoryUsage(`duo:app-rt-size:{${tx.binding}}`))!;
     console.log(`bytes per pending login naming its application: MEMORY USAGE ${bytes} B`);
     expect(bytes).toBeLessThanOrEqual(300);
   });

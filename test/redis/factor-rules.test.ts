@@ -6,15 +6,12 @@
  */
 import 'reflect-metadata';
 import { Controller, Get } from '@nestjs/common';
-import { createClient, type RedisClientType } from 'redis';
 import supertest from 'supertest';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DuoError, RedisTransactionStore, RequireSecondFactor, type DuoEvent, type PendingTransaction } from '../../src/index.js';
 import { randomToken } from '../../src/protocol/random.js';
-import { DuoEmulator } from '../../src/testing/index.js';
 import { AccountController, CallbackController, PLATFORMS, PrimaryLoginController, REDIRECT_URI, buildDuoTestApp } from '../support/app.js';
-import { RedisServer } from '../support/redis-server.js';
-import { NODE_REDIS_6, type NodeClient } from './clients.js';
+import { redisAndEmulator } from './instances.js';
 
 @Controller('admin')
 class AdminController {
@@ -31,38 +28,12 @@ class AdminController {
   }
 }
 
-let server: RedisServer;
-let emulator: DuoEmulator;
-let admin: RedisClientType;
-const clients: NodeClient[] = [];
-
-beforeAll(async () => {
-  server = await RedisServer.start();
-  emulator = await DuoEmulator.start();
-  admin = createClient({ url: server.url, disableOfflineQueue: true });
-  admin.on('error', () => {});
-  await admin.connect();
-});
-
-afterAll(async () => {
-  admin?.destroy();
-  for (const client of clients) client.destroy();
-  await emulator?.close();
-  await server?.stop();
-});
-
-beforeEach(() => emulator.reset());
-
-async function storeClient(): Promise<NodeClient> {
-  const client = await NODE_REDIS_6.connect({ url: server.url });
-  clients.push(client);
-  return client;
-}
+const env = redisAndEmulator();
 
 /** The fields of every pending login in Redis under a prefix (records split by RS, fields by US). */
 async function storedRecords(prefix: string): Promise<string[][]> {
-  const keys = await admin.keys(`${prefix}*`);
-  const values = await Promise.all(keys.map((key) => admin.get(key)));
+  const keys = await env.inspector.keys(`${prefix}*`);
+  const values = await Promise.all(keys.map((key) => env.inspector.get(key)));
   return values.flatMap((value) => (value ?? '').split('\x1e').filter(Boolean).map((record) => record.split('\x1f')));
 }
 
@@ -71,7 +42,7 @@ describe.each(PLATFORMS)('factor rules with RedisTransactionStore on %s', (adapt
     const prefix = `duo:rules:${adapter}:`;
     const events: DuoEvent[] = [];
     const { app } = await buildDuoTestApp({
-      duo: { ...emulator.clientOptions(REDIRECT_URI), transactionStore: new RedisTransactionStore(await storeClient(), { prefix }), onEvent: (event) => events.push(event) },
+      duo: { ...env.emulator.clientOptions(REDIRECT_URI), transactionStore: new RedisTransactionStore(await env.storeClient(), { prefix }), onEvent: (event) => events.push(event) },
       controllers: [PrimaryLoginController, AccountController, CallbackController, AdminController],
       adapter,
     });
@@ -79,7 +50,7 @@ describe.each(PLATFORMS)('factor rules with RedisTransactionStore on %s', (adapt
       const agent = supertest.agent(app.getHttpServer());
       const through = async (path: string): Promise<supertest.Response> => {
         const start = await agent.get(path).set('Accept', 'text/html').expect(303);
-        const back = new URL(await emulator.authorize(start.headers.location!));
+        const back = new URL(await env.emulator.authorize(start.headers.location!));
         return agent.get(`${back.pathname}${back.search}`).set('Accept', 'text/html');
       };
       await agent.post('/login').send({ username: 'alice' }).expect(201);
@@ -100,7 +71,7 @@ describe.each(PLATFORMS)('factor rules with RedisTransactionStore on %s', (adapt
       ]);
       await agent.get('/account').expect(200);
 
-      emulator.setFactor('WebAuthn Security Key');
+      env.emulator.setFactor('WebAuthn Security Key');
       expect((await through('/admin')).status).toBe(303);
       await agent.get('/admin').expect(200);
 
@@ -125,7 +96,7 @@ describe('RedisTransactionStore keeps a pending login\'s factor rule', () => {
     ['maxAge, no rule', { maxAge: 60 }],
     ['neither', {}],
   ] as Array<[string, Partial<PendingTransaction>]>)('%s: given back exactly', async (_name, overrides) => {
-    const store = new RedisTransactionStore(await storeClient(), { prefix: 'duo:rt:' });
+    const store = new RedisTransactionStore(await env.storeClient(), { prefix: 'duo:rt:' });
     const tx = transaction(overrides);
     const context = { session: { binding: tx.binding }, maxPendingPerSession: 5 };
     await store.create(tx, context);
@@ -133,16 +104,16 @@ describe('RedisTransactionStore keeps a pending login\'s factor rule', () => {
   });
 
   it.each([['duo_push'], [''], ['webauthn,'], ['webauthn\x1fx']])('refuses a rule it could not give back as a rule (%j) with input_invalid, storing nothing', async (factorRule) => {
-    const store = new RedisTransactionStore(await storeClient(), { prefix: 'duo:rt-bad:' });
+    const store = new RedisTransactionStore(await env.storeClient(), { prefix: 'duo:rt-bad:' });
     const tx = transaction({ factorRule });
     const error = await store.create(tx, { session: { binding: tx.binding }, maxPendingPerSession: 5 }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(DuoError);
     expect((error as DuoError).code).toBe('input_invalid');
-    expect(await admin.keys(`duo:rt-bad:{${tx.binding}}`)).toEqual([]);
+    expect(await env.inspector.keys(`duo:rt-bad:{${tx.binding}}`)).toEqual([]);
   });
 
   it('a pending login with a rule still takes at most 300 bytes in Redis', async () => {
-    const store = new RedisTransactionStore(await storeClient(), { prefix: 'duo:rt-size:' });
+    const store = new RedisTransactionStore(await env.storeClient(), { prefix: 'duo:rt-size:' });
     const figures: string[] = [];
     for (const [name, overrides] of [
       ['no rule', {}],
@@ -151,7 +122,7 @@ describe('RedisTransactionStore keeps a pending login\'s factor rule', () => {
     ] as Array<[string, Partial<PendingTransaction>]>) {
       const tx = transaction({ returnTo: '/account', ...overrides });
       await store.create(tx, { session: { binding: tx.binding }, maxPendingPerSession: 5 });
-      const bytes = (await admin.memoryUsage(`duo:rt-size:{${tx.binding}}`))!;
+      const bytes = (await env.inspector.memoryUsage(`duo:rt-size:{${tx.binding}}`))!;
       figures.push(`${name}: MEMORY USAGE ${bytes} B`);
       expect(bytes).toBeLessThanOrEqual(300);
     }
@@ -159,13 +130,13 @@ describe('RedisTransactionStore keeps a pending login\'s factor rule', () => {
   });
 
   it('a stored record whose rule field is not a rule is treated as absent (never as a login without a rule)', async () => {
-    const store = new RedisTransactionStore(await storeClient(), { prefix: 'duo:rt-tampered:' });
+    const store = new RedisTransactionStore(await env.storeClient(), { prefix: 'duo:rt-tampered:' });
     const tx = transaction({ factorRule: 'webauthn' });
     const context = { session: { binding: tx.binding }, maxPendingPerSession: 5 };
     await store.create(tx, context);
     const key = `duo:rt-tampered:{${tx.binding}}`;
-    const raw = (await admin.get(key))!;
-    await admin.set(key, raw.replace(/\x1fwebauthn$/, '\x1fnot a rule'), { KEEPTTL: true });
+    const raw = (await env.inspector.get(key))!;
+    await env.inspector.set(key, raw.replace(/\x1fwebauthn$/, '\x1fnot a rule'), { KEEPTTL: true });
     expect(await store.take(tx.state, context)).toBeUndefined();
   });
 });

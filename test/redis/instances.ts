@@ -6,7 +6,7 @@ import { RedisTransactionStore } from '../../src/redis-transaction.store.js';
 import type { DuoModuleOptions } from '../../src/index.js';
 import { DuoEmulator as DuoEmulatorClass, type DuoEmulator } from '../../src/testing/index.js';
 import { RedisServer } from '../support/redis-server.js';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { CapturingLogger, REDIRECT_URI, buildDuoTestApp } from '../support/app.js';
 import { CONNECT_REDIS_9, NODE_REDIS_6, type ConnectRedisMajor, type NodeClient, type StoreClient } from './clients.js';
 
@@ -159,5 +159,39 @@ export function threeInstances(duo: Partial<DuoModuleOptions>): ThreeInstances {
     await setup.emulator?.close();
     await setup.server?.close();
   });
+  return setup;
+}
+
+/** What `redisAndEmulator()` sets up for a test file: one redis-server, one emulator, an inspecting client, and store clients on demand. */
+export interface RedisAndEmulator {
+  server: RedisServer;
+  emulator: DuoEmulator;
+  /** A client of the test's own, to read what the app wrote. */
+  inspector: RedisClientType;
+  /** A new node-redis 6 client for an app's store (closed after the file). */
+  storeClient(): Promise<NodeClient>;
+}
+
+/** Registers beforeAll/afterAll/beforeEach (emulator reset) for a file that builds its own apps on one redis-server and one emulator. */
+export function redisAndEmulator(): RedisAndEmulator {
+  const clients: NodeClient[] = [];
+  const setup = {
+    storeClient: async () => {
+      const client = await NODE_REDIS_6.connect({ url: setup.server.url });
+      clients.push(client);
+      return client;
+    },
+  } as RedisAndEmulator;
+  beforeAll(async () => {
+    [setup.server, setup.emulator] = await Promise.all([RedisServer.start(), DuoEmulatorClass.start()]);
+    setup.inspector = await connectRedis(setup.server.url);
+  });
+  afterAll(async () => {
+    setup.inspector?.destroy();
+    for (const client of clients) client.destroy();
+    await setup.emulator?.close();
+    await setup.server?.close();
+  });
+  beforeEach(() => setup.emulator?.reset());
   return setup;
 }
