@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { createHash } from 'node:crypto';
 import { inspect, type InspectOptions } from 'node:util';
 import { DuoHealth, type DuoHealthClient, type DuoStatus } from './duo-health.js';
 import { DuoEventBus, type DuoEvent } from './duo.events.js';
@@ -49,8 +50,15 @@ export class DuoContext {
   readonly name: string;
   /** True when the module names its applications (`applications`). */
   readonly named: boolean;
-  /** This Duo application, as markers name it: `clientId@host`. */
+  /** This Duo application: `clientId@host`. */
   readonly application: string;
+  /**
+   * This Duo application as the session's markers name it: the first 12
+   * base64url characters (72 bits) of the SHA-256 of `clientId@host`. A marker
+   * counts only for the application that wrote it; the digest keeps it short
+   * whatever the host (issue 14: a marker under 200 bytes).
+   */
+  readonly markerTag: string;
   /** The redirect URI's path: where `@DuoCallback()` must be. */
   readonly callbackPath: string;
   /** Duo's clock minus ours, from the last health check that answered. */
@@ -91,6 +99,7 @@ export class DuoContext {
     this.events = this.named ? { events$: bus.events$, emit: (event) => bus.emit({ ...event, application: name }) } : bus;
     this.callbackPath = new URL(this.client.config.redirectUri).pathname;
     this.application = `${this.client.config.clientId}@${new URL(this.client.config.baseUrl).host}`;
+    this.markerTag = createHash('sha256').update(this.application).digest('base64url').slice(0, 12);
     const limits = this.settings.promptLimits;
     // A store that keeps counts (RedisTransactionStore) shares them with every instance; otherwise they are this process's.
     const counter = shared.counter ?? counterOf(store);

@@ -79,14 +79,14 @@ export class DuoFlow {
   verification(request: DuoRequest, maxAge?: number): VerifiedMarker | undefined {
     const username = this.usernameOf(request);
     if (!username) return undefined;
-    return SecondFactorSession.of(request).verifiedFor(username, this.context.application, maxAge, Date.now(), this.#slot);
+    return SecondFactorSession.of(request).verifiedFor(username, this.context.markerTag, maxAge, Date.now(), this.#slot);
   }
 
   /** The fail-open bypass marker for the current user, if Duo was skipped for this session and the bypass still runs. */
   bypass(request: DuoRequest): BypassMarker | undefined {
     const username = this.usernameOf(request);
     if (!username) return undefined;
-    return SecondFactorSession.of(request).bypassFor(username, this.context.application, Date.now(), this.#slot);
+    return SecondFactorSession.of(request).bypassFor(username, this.context.markerTag, Date.now(), this.#slot);
   }
 
   /** Warns once, on the first protected request, about session cookie settings that break or weaken the flow. */
@@ -131,7 +131,7 @@ export class DuoFlow {
       // Step-up logins and factor rules never fail open, so they never spend a confirming health check either.
       if (maxAge === undefined && rule === undefined && (await context.health.mayFailOpen(duoError))) {
         const now = Date.now();
-        session.markBypassed({ username, app: context.application, at: now, until: now + settings.bypassTtlMs, reason: duoError.code as DuoErrorCode }, this.#slot);
+        session.markBypassed({ username, app: context.markerTag, at: now, until: now + settings.bypassTtlMs, reason: duoError.code as DuoErrorCode }, this.#slot);
         context.health.recordBypass(now + settings.bypassTtlMs);
         context.logger.warn(`${this.#named()}Fail mode "open": user "${printable(username)}" let through WITHOUT a second factor because Duo is unavailable (${duoError.code}).`);
         context.events.emit({ type: 'second_factor_bypassed', at: now, username, reason: duoError.code as DuoErrorCode });
@@ -285,13 +285,11 @@ export class DuoFlow {
     const authAt = typeof claims.auth_time === 'number' ? (claims.auth_time - this.context.clockOffsetSeconds) * 1000 : now;
     return {
       username: transaction.username,
-      app: this.context.application,
+      app: this.context.markerTag,
       at: Math.min(now, authAt),
       ...(typeof claims.auth_context?.factor === 'string' ? { factor: claims.auth_context.factor } : {}),
       ...(typeof claims.auth_context?.reason === 'string' ? { reason: claims.auth_context.reason } : {}),
       ...(typeof claims.auth_context?.result === 'string' ? { result: claims.auth_context.result } : {}),
-      ...(typeof claims.auth_context?.txid === 'string' ? { txid: claims.auth_context.txid } : {}),
-      ...(typeof claims.auth_time === 'number' ? { authTime: claims.auth_time } : {}),
       ...(Array.isArray(claims.amr) ? { amr: claims.amr.filter((item): item is string => typeof item === 'string') } : {}),
     };
   }
@@ -317,7 +315,7 @@ export class DuoFlow {
       at: result.verified.at,
       username: result.username,
       ...(result.verified.factor ? { factor: result.verified.factor } : {}),
-      ...(result.verified.txid ? { txid: result.verified.txid } : {}),
+      ...(typeof result.claims.auth_context?.txid === 'string' ? { txid: printable(result.claims.auth_context.txid, 64) } : {}),
     });
   }
 

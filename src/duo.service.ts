@@ -71,7 +71,7 @@ export class DuoService {
     return this.context.events.events$;
   }
 
-  /** This Duo application, as verified markers name it: `clientId@host`. */
+  /** This Duo application: `clientId@host` (a verified marker's `app` holds 12 characters of its SHA-256). */
   get application(): string {
     return this.context.application;
   }

@@ -34,9 +34,16 @@ export interface DuoApplicationMarkers {
   bypass?: BypassMarker;
 }
 
+/**
+ * What the session keeps of a passed second factor, and all a later request
+ * needs: who, which application, when, and Duo's `auth_context` values that
+ * factor rules check (under 200 bytes as JSON). Duo's transaction id and the
+ * whole token are in the callback's result (`SecondFactorResult.claims`) and
+ * the `second_factor_passed` event, not here.
+ */
 export interface VerifiedMarker {
   username: string;
-  /** The Duo application that verified the user (`clientId@host`): a marker counts only for its own application. */
+  /** The Duo application that verified the user (12 characters of the SHA-256 of its `clientId@host`): a marker counts only for its own application. */
   app: string;
   /**
    * When the user authenticated at Duo, in this server's clock (ms since the
@@ -48,15 +55,13 @@ export interface VerifiedMarker {
   factor?: string;
   reason?: string;
   result?: string;
-  txid?: string;
-  /** Duo's `auth_time`, seconds since the epoch. */
-  authTime?: number;
+  /** The id_token's `amr` (authentication methods). */
   amr?: string[];
 }
 
 export interface BypassMarker {
   username: string;
-  /** The Duo application whose outage let the user through. */
+  /** The Duo application whose outage let the user through (as in `VerifiedMarker.app`). */
   app: string;
   at: number;
   until: number;

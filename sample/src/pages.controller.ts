@@ -9,7 +9,7 @@ import { accountPage, homePage } from './views/pages.js';
 export interface MeResponse {
   username: string;
   displayName: string;
-  secondFactor: { passed: boolean; at?: string; factor?: string; txid?: string; authTime?: string; amr?: string[] };
+  secondFactor: { passed: boolean; at?: string; factor?: string; reason?: string; amr?: string[] };
   failOpen: { reason: string; until: string } | null;
 }
 
@@ -41,8 +41,7 @@ export class PagesController {
             passed: true,
             at: new Date(verification.at).toISOString(),
             ...(verification.factor ? { factor: verification.factor } : {}),
-            ...(verification.txid ? { txid: verification.txid } : {}),
-            ...(verification.authTime === undefined ? {} : { authTime: new Date(verification.authTime * 1000).toISOString() }),
+            ...(verification.reason ? { reason: verification.reason } : {}),
             ...(verification.amr ? { amr: verification.amr } : {}),
           }
         : { passed: false },

@@ -11,8 +11,7 @@ function secondFactorRows(status: PageStatus): SafeHtml {
   <dt>Passed at</dt><dd data-testid="verified-at" data-ms="${verification.at}">${formatTime(verification.at)} (${formatAge(now - verification.at)})</dd>
   <dt>Factor</dt><dd data-testid="factor">${verification.factor ?? 'not reported'}</dd>
   ${verification.amr?.length ? html`<dt>Methods (amr)</dt><dd>${verification.amr.join(', ')}</dd>` : ''}
-  ${verification.authTime === undefined ? '' : html`<dt>Duo auth_time</dt><dd>${formatTime(verification.authTime * 1000)}</dd>`}
-  ${verification.txid ? html`<dt>Duo transaction</dt><dd><code>${verification.txid}</code></dd>` : ''}
+  ${verification.reason ? html`<dt>Duo's reason</dt><dd><code>${verification.reason}</code></dd>` : ''}
   <dt>Fail-open</dt><dd>no: Duo checked this session</dd>`;
   }
   if (bypass) {
