@@ -134,6 +134,11 @@ export class DuoApplications implements OnApplicationBootstrap, OnModuleDestroy 
     return name === undefined ? this.#flows.get(this.default.name) : this.#flows.get(name);
   }
 
+  /** The flow of a request whose route names no application, when that needs no `resolveApplication` (else undefined: call `resolve()`). */
+  resolveNow(): DuoFlow | undefined {
+    return this.#resolve ? undefined : this.flow();
+  }
+
   /**
    * The application of a request whose route names none: `resolveApplication`,
    * else the default. Refuses a name that is not registered (400

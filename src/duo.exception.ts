@@ -36,3 +36,24 @@ export class DuoHttpException extends HttpException {
     if (typeof retryAfter === 'number' && Number.isInteger(retryAfter) && retryAfter > 0) this.retryAfterSeconds = retryAfter;
   }
 }
+
+/**
+ * Builds an answer that is not a failure (the guard's 303 to Duo, its 401 that
+ * says where to go) without capturing a stack trace, which nobody reads: the
+ * guard writes these answers itself. Node's own internal errors do the same
+ * with `Error.stackTraceLimit`; the limit is restored before anything else runs.
+ */
+export function withoutStack<T>(make: () => T): T {
+  const limit = Error.stackTraceLimit;
+  try {
+    Error.stackTraceLimit = 0;
+  } catch {
+    // Frozen intrinsics (node --frozen-intrinsics): a stack it is.
+    return make();
+  }
+  try {
+    return make();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}

@@ -4,7 +4,7 @@ import { HttpAdapterHost, Reflector } from '@nestjs/core';
 import { RETURN_TO_HEADER, REQUIRE_SECOND_FACTOR, SKIP_SECOND_FACTOR, type RequireSecondFactorOptions } from './duo.constants.js';
 import { combinedRequirement } from './route-requirement.js';
 import { answeredHere, writeDuoAnswer } from './duo-exception.filter.js';
-import { DuoHttpException } from './duo.exception.js';
+import { DuoHttpException, withoutStack } from './duo.exception.js';
 import type { DuoRequest } from './duo.options.js';
 import { DuoFlow } from './duo.flow.js';
 import { DuoApplications } from './duo.applications.js';
@@ -39,7 +39,12 @@ export class SecondFactorGuard implements CanActivate {
     protected readonly duo: DuoService,
   ) {}
 
-  async canActivate(context: ExecutionContext): Promise<boolean> {
+  /**
+   * Synchronous for a session that already passed (the common case: no promise,
+   * no microtask); a promise when Duo must be started or the application
+   * resolved (`resolveApplication`), or when a subclass overrides `check()`.
+   */
+  canActivate(context: ExecutionContext): boolean | Promise<boolean> {
     const requirement = this.requirement(context);
     if (requirement === 'skip') return true;
     const type = context.getType<string>();
@@ -51,6 +56,38 @@ export class SecondFactorGuard implements CanActivate {
     }
     const request = this.getRequest(context);
     if (!request || typeof request !== 'object' || !request.headers) return false;
+    if (this.#passesNow(request, requirement)) return true;
+    return this.#decide(context, type, request, requirement);
+  }
+
+  /**
+   * The verified session's way through, decided without a promise: the same
+   * reads as `check()` (session, user, marker, factor rule), and only when
+   * nothing would be overridden by it: a subclass's `check()` or `flowOf()` is
+   * always called, and a route whose application comes from `resolveApplication`
+   * waits for it. Anything else (no marker, a bypass, an error) goes the
+   * asynchronous way, which decides it again from the start.
+   */
+  #passesNow(request: DuoRequest, requirement: RequireSecondFactorOptions | 'global'): boolean {
+    if (this.check !== SecondFactorGuard.prototype.check || this.flowOf !== SecondFactorGuard.prototype.flowOf) return false;
+    try {
+      const named = requirement === 'global' ? undefined : requirement.application;
+      const flow = named === undefined ? this.applications.resolveNow() : this.applications.flow(named);
+      if (!flow || request.session === null || typeof request.session !== 'object') return false;
+      flow.checkSessionCookie(request);
+      const maxAge = requirement === 'global' ? undefined : requirement.maxAge;
+      const marker = flow.verification(request, maxAge);
+      if (!marker) return false;
+      const rule = requirement === 'global' ? undefined : factorRuleOf(requirement, '@RequireSecondFactor()');
+      if (rule !== undefined && !checkFactorEvidence(marker, rule).ok) return false;
+      requestFlows.set(request, flow);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async #decide(context: ExecutionContext, type: string, request: DuoRequest, requirement: RequireSecondFactorOptions | 'global'): Promise<boolean> {
     // GraphQL travels over HTTP with the same session: it is checked like an API client.
     const json = type === 'graphql' || wantsJson(request);
     const maxAge = requirement === 'global' ? undefined : requirement.maxAge;
@@ -140,14 +177,16 @@ export class SecondFactorGuard implements CanActivate {
     const start = await flow.start(request, username, returnTo, maxAge, rule);
     if (start.kind === 'bypass') return true;
     const open = 'Open `location` in the browser (a full-page navigation) to pass it.';
-    const required = unmet
-      ? new DuoError<DuoErrorCode>('factor_rule_not_met', `${unmet.message} Open \`location\` in the browser (a full-page navigation) to sign in with Duo again.`)
-      : new DuoError<DuoErrorCode>(
-          maxAge === undefined ? 'second_factor_required' : 'step_up_required',
-          maxAge === undefined ? `This page needs a Duo second factor. ${open}` : `This page needs a Duo second factor from the last ${maxAge} seconds. ${open}`,
-        );
-    if (json) throw new DuoHttpException(required, { location: start.url });
-    throw new DuoHttpException(required, { redirectTo: start.url });
+    // The way to Duo is an answer, not a failure: no stack trace is captured for it (canActivate writes it).
+    throw withoutStack(() => {
+      const required = unmet
+        ? new DuoError<DuoErrorCode>('factor_rule_not_met', `${unmet.message} Open \`location\` in the browser (a full-page navigation) to sign in with Duo again.`)
+        : new DuoError<DuoErrorCode>(
+            maxAge === undefined ? 'second_factor_required' : 'step_up_required',
+            maxAge === undefined ? `This page needs a Duo second factor. ${open}` : `This page needs a Duo second factor from the last ${maxAge} seconds. ${open}`,
+          );
+      return new DuoHttpException(required, json ? { location: start.url } : { redirectTo: start.url });
+    });
   }
 
   /** The flow of the request's Duo application, as canActivate chose it (the default's for a request it did not see). */

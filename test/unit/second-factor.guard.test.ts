@@ -32,12 +32,12 @@ describe('SecondFactorGuard outside HTTP', () => {
   const guard = new SecondFactorGuard(new Reflector(), service);
 
   it('refuses an RPC handler explicitly decorated with @RequireSecondFactor() (it can never pass Duo there)', async () => {
-    await expect(guard.canActivate(context('rpc', Handlers.prototype.decorated))).resolves.toBe(false);
+    expect(await guard.canActivate(context('rpc', Handlers.prototype.decorated))).toBe(false);
   });
 
   it('refuses RPC and websocket handlers it is bound to with @UseGuards(SecondFactorGuard) (it cannot check them)', async () => {
-    await expect(guard.canActivate(context('rpc', Handlers.prototype.bound))).resolves.toBe(false);
-    await expect(guard.canActivate(context('ws', Handlers.prototype.bound))).resolves.toBe(false);
+    expect(await guard.canActivate(context('rpc', Handlers.prototype.bound))).toBe(false);
+    expect(await guard.canActivate(context('ws', Handlers.prototype.bound))).toBe(false);
   });
 
   it('refuses them too when the controller binds it', async () => {
@@ -46,21 +46,21 @@ describe('SecondFactorGuard outside HTTP', () => {
       handle(): void {}
     }
     const ctx = { ...context('ws', Gateway.prototype.handle), getClass: () => Gateway } as unknown as ExecutionContext;
-    await expect(guard.canActivate(ctx)).resolves.toBe(false);
+    expect(await guard.canActivate(ctx)).toBe(false);
   });
 
   it('leaves undecorated RPC and websocket handlers alone when bound globally', async () => {
-    await expect(guard.canActivate(context('rpc', Handlers.prototype.plain))).resolves.toBe(true);
-    await expect(guard.canActivate(context('ws', Handlers.prototype.plain))).resolves.toBe(true);
+    expect(await guard.canActivate(context('rpc', Handlers.prototype.plain))).toBe(true);
+    expect(await guard.canActivate(context('ws', Handlers.prototype.plain))).toBe(true);
   });
 
   it('refuses an unknown context type unless the handler is skipped', async () => {
-    await expect(guard.canActivate(context('custom', Handlers.prototype.plain))).resolves.toBe(false);
-    await expect(guard.canActivate(context('custom', Handlers.prototype.skipped))).resolves.toBe(true);
+    expect(await guard.canActivate(context('custom', Handlers.prototype.plain))).toBe(false);
+    expect(await guard.canActivate(context('custom', Handlers.prototype.skipped))).toBe(true);
   });
 
   it('refuses a GraphQL resolver without a request in its context', async () => {
-    await expect(guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, {}]))).resolves.toBe(false);
+    expect(await guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, {}]))).toBe(false);
   });
 });
 
@@ -82,21 +82,53 @@ describe('SecondFactorGuard on GraphQL (same session as HTTP)', () => {
     await emulator.close();
   });
 
+  const stackTraceLimit = Error.stackTraceLimit;
   const gqlRequest = (duoData?: unknown) => ({ headers: {}, user: { username: 'alice' }, session: duoData === undefined ? {} : { duo: duoData } });
 
   it('an undecorated resolver under a global guard refuses an unverified session like an API client (401 with location)', async () => {
-    const error = await guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req: gqlRequest() }])).catch((e: unknown) => e);
+    const error = await Promise.resolve(guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req: gqlRequest() }]))).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DuoHttpException);
     const body = (error as DuoHttpException).getResponse() as { error: string; location?: string };
     expect(body.error).toBe('second_factor_required');
     expect(body.location).toMatch(/\/oauth\/v1\/authorize\?/);
+    // An answer, not a failure: built without a stack trace, and the process's limit is left as it was.
+    expect((error as Error).stack).not.toMatch(/\n\s+at /);
+    expect(Error.stackTraceLimit).toBe(stackTraceLimit);
   });
 
   it('lets a verified session through', async () => {
     // A marker names its application by 12 characters of the SHA-256 of clientId@host.
     const app = createHash('sha256').update(duo.application).digest('base64url').slice(0, 12);
     const req = gqlRequest({ verified: { username: 'alice', app, at: Date.now() } });
-    await expect(guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req }]))).resolves.toBe(true);
+    // Decided without a promise: the verified path is synchronous.
+    expect(guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req }]))).toBe(true);
+  });
+
+  it("a subclass's check() is still asked for a verified session (the synchronous path steps aside)", async () => {
+    const asked: string[] = [];
+    class AuditedGuard extends SecondFactorGuard {
+      protected override async check(request: Parameters<SecondFactorGuard['check']>[0], maxAge?: number): Promise<boolean> {
+        asked.push('check');
+        return (await super.check(request, maxAge)) && request.headers['x-blocked'] === undefined;
+      }
+    }
+    // Made by Nest as a user's guard is, with the module's providers.
+    const own = await Test.createTestingModule({ imports: [DuoModule.forRoot(emulator.clientOptions('http://localhost/duo/callback'))], providers: [AuditedGuard] }).compile();
+    const audited = own.get(AuditedGuard);
+    const app = createHash('sha256').update(duo.application).digest('base64url').slice(0, 12);
+    const verified = { verified: { username: 'alice', app, at: Date.now() } };
+    const blocked = { ...gqlRequest(verified), headers: { 'x-blocked': '1' } };
+    expect(await audited.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req: gqlRequest(verified) }]))).toBe(true);
+    expect(await audited.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req: blocked }]))).toBe(false);
+    expect(asked).toEqual(['check', 'check']);
+    await own.close();
+  });
+
+  it('a marker of another application, or too old for a step-up route, is not passed synchronously', async () => {
+    const other = { verified: { username: 'alice', app: 'AAAAAAAAAAAA', at: Date.now() } };
+    const result = guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req: gqlRequest(other) }]));
+    expect(result).toBeInstanceOf(Promise);
+    await expect(result).rejects.toBeInstanceOf(DuoHttpException);
   });
 });
 
