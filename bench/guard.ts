@@ -3,7 +3,11 @@
  * already passed Duo. One Nest app (its own process), one verified session
  * (a real login through the emulator), three routes with the same handler: one
  * decorated, one not, one behind a guard that does nothing (what Nest costs for
- * any guard). autocannon (in this process) takes them in turn, round by round.
+ * any guard). autocannon (in this process) takes them in turn, round by round:
+ * first as fast as they go (requests per second), then at one fixed rate for
+ * all three (`rate`), so that each route's CPU per request is measured with the
+ * same batching of the event loop: a route that ran faster would otherwise
+ * share each loop turn among more requests and look cheaper per request.
  */
 import autocannon, { type AutocannonResult } from 'autocannon';
 import { startStack } from './stack.js';
@@ -15,6 +19,12 @@ export interface GuardOptions {
   /** Seconds per autocannon run. */
   seconds?: number;
   connections?: number;
+  /** Rounds of the fixed-rate phase (rows 3b and 3c). */
+  cpuRounds?: number;
+  /** Seconds per route and round in the fixed-rate phase. */
+  cpuSeconds?: number;
+  /** Requests per second of the fixed-rate phase, the same for all three routes (BENCH_GUARD_RATE). */
+  rate?: number;
 }
 
 function check(result: AutocannonResult, what: string): number {
@@ -25,9 +35,12 @@ function check(result: AutocannonResult, what: string): number {
 }
 
 export async function benchGuard(options: GuardOptions = {}): Promise<ResultRow[]> {
-  const rounds = options.rounds ?? 10;
+  const rounds = options.rounds ?? 6;
   const seconds = options.seconds ?? 2;
   const connections = options.connections ?? 10;
+  const cpuRounds = options.cpuRounds ?? 18;
+  const cpuSeconds = options.cpuSeconds ?? 1.5;
+  const rate = options.rate ?? Number(process.env.BENCH_GUARD_RATE ?? 600);
   const stack = await startStack();
   try {
     const login = await stack.driver.login('guard.user');
@@ -44,12 +57,17 @@ export async function benchGuard(options: GuardOptions = {}): Promise<ResultRow[
     }
 
     const cpuPerRequest: Record<string, number[]> = { '/account': [], '/open': [], '/noop-guard': [] };
-    const run = async (path: string, duration: number): Promise<AutocannonResult> => {
+    const cpuTotals: Record<string, { cpu: number; requests: number }> = { '/account': { cpu: 0, requests: 0 }, '/open': { cpu: 0, requests: 0 }, '/noop-guard': { cpu: 0, requests: 0 } };
+    const run = async (path: string, duration: number, fixedRate?: number): Promise<AutocannonResult> => {
       const before = await stack.app.call<AppStats>('stats');
-      const result = await autocannon({ url: `${appUrl}${path}`, connections, duration, headers: { cookie, accept: 'text/html' } });
+      const result = await autocannon({ url: `${appUrl}${path}`, connections, duration, headers: { cookie, accept: 'text/html' }, ...(fixedRate ? { overallRate: fixedRate } : {}) });
       const after = await stack.app.call<AppStats>('stats');
       const cpu = after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system;
-      cpuPerRequest[path]!.push(cpu / Math.max(1, result.requests.total));
+      if (fixedRate) {
+        cpuPerRequest[path]!.push(cpu / Math.max(1, result.requests.total));
+        cpuTotals[path]!.cpu += cpu;
+        cpuTotals[path]!.requests += result.requests.total;
+      }
       return result;
     };
 
@@ -74,22 +92,31 @@ export async function benchGuard(options: GuardOptions = {}): Promise<ResultRow[
     for (let round = 0; round < rounds; round++) {
       for (const path of orders[round % orders.length]!) into[path]!.push(check(await run(path, seconds), path));
     }
+    log(`guard: CPU per request at ${rate} req/s for every route, ${cpuRounds} rounds of ${cpuSeconds} s`);
+    check(await run('/open', 1, rate), 'fixed-rate warm-up');
+    cpuPerRequest['/open']!.length = 0;
+    cpuTotals['/open'] = { cpu: 0, requests: 0 };
+    for (let round = 0; round < cpuRounds; round++) {
+      for (const path of orders[round % orders.length]!) check(await run(path, cpuSeconds, rate), path);
+    }
     log(`guard: guarded ${guarded.map(Math.round).join(', ')}; undecorated ${open.map(Math.round).join(', ')} req/s`);
     // Requests per CPU-second of the app process: the same comparison, far less sensitive to other work on the machine.
-    const perCpuGuarded = cpuPerRequest['/account']!.slice(1).map((us) => 1e6 / us);
-    const perCpuOpen = cpuPerRequest['/open']!.slice(1).map((us) => 1e6 / us);
-    const perCpuNoop = cpuPerRequest['/noop-guard']!.slice(1).map((us) => 1e6 / us);
-    const cpuGuarded = median(cpuPerRequest['/account']!.slice(1));
-    const cpuOpen = median(cpuPerRequest['/open']!.slice(1));
-    const cpuNoop = median(cpuPerRequest['/noop-guard']!.slice(1));
-    const paired = (a: string, b: string): number => median(cpuPerRequest[a]!.slice(1).map((us, i) => us - cpuPerRequest[b]!.slice(1)[i]!));
-    log(`guard: app CPU per request (medians of ${rounds} rounds): guarded ${cpuGuarded.toFixed(1)} us, undecorated ${cpuOpen.toFixed(1)} us, no-op guard ${cpuNoop.toFixed(1)} us`);
+    const perCpuGuarded = cpuPerRequest['/account']!.map((us) => 1e6 / us);
+    const perCpuOpen = cpuPerRequest['/open']!.map((us) => 1e6 / us);
+    const perCpuNoop = cpuPerRequest['/noop-guard']!.map((us) => 1e6 / us);
+    const cpuGuarded = median(cpuPerRequest['/account']!);
+    const cpuOpen = median(cpuPerRequest['/open']!);
+    const cpuNoop = median(cpuPerRequest['/noop-guard']!);
+    const paired = (a: string, b: string): number => median(cpuPerRequest[a]!.map((us, i) => us - cpuPerRequest[b]![i]!));
+    log(`guard: app CPU per request (medians of ${cpuRounds} rounds at ${rate} req/s): guarded ${cpuGuarded.toFixed(1)} us, undecorated ${cpuOpen.toFixed(1)} us, no-op guard ${cpuNoop.toFixed(1)} us`);
     log(`guard: paired differences (median of per-round differences): guarded - undecorated ${paired('/account', '/open').toFixed(1)} us, no-op guard - undecorated ${paired('/noop-guard', '/open').toFixed(1)} us, guarded - no-op guard ${paired('/account', '/noop-guard').toFixed(1)} us`);
-    log(`guard: per round, us CPU/request: guarded ${cpuPerRequest['/account']!.slice(1).map((v) => v.toFixed(0)).join(', ')}; undecorated ${cpuPerRequest['/open']!.slice(1).map((v) => v.toFixed(0)).join(', ')}; no-op guard ${cpuPerRequest['/noop-guard']!.slice(1).map((v) => v.toFixed(0)).join(', ')}`);
+    const whole = (path: string): number => cpuTotals[path]!.cpu / cpuTotals[path]!.requests;
+    log(`guard: all rounds together (total CPU / total requests): guarded ${whole('/account').toFixed(1)} us, undecorated ${whole('/open').toFixed(1)} us, no-op guard ${whole('/noop-guard').toFixed(1)} us; undecorated / guarded ${(whole('/open') / whole('/account')).toFixed(3)}, no-op / guarded ${(whole('/noop-guard') / whole('/account')).toFixed(3)}`);
+    log(`guard: per round, us CPU/request: guarded ${cpuPerRequest['/account']!.map((v) => v.toFixed(0)).join(', ')}; undecorated ${cpuPerRequest['/open']!.map((v) => v.toFixed(0)).join(', ')}; no-op guard ${cpuPerRequest['/noop-guard']!.map((v) => v.toFixed(0)).join(', ')}`);
     return [
       ratioRow(`3. guarded route req/s, verified session, vs same route undecorated (${connections} conns)`, guarded, open, 'req/s', 0.95),
       ratioRow(
-        `3b. same, app requests per CPU-second (difference ${(cpuGuarded - cpuOpen).toFixed(0)} us CPU/request)`,
+        `3b. same, app requests per CPU-second, all three routes at ${rate} req/s (difference ${(cpuGuarded - cpuOpen).toFixed(0)} us CPU/request; all rounds together ${(whole('/open') / whole('/account')).toFixed(3)}x)`,
         perCpuGuarded,
         perCpuOpen,
         'req/CPU-s',
