@@ -167,27 +167,25 @@ function storeSystem(store: DuoTransactionStore): string {
 }
 
 /**
- * The options object is a provider anyone can inject and log. Its secret and
- * the proxy URL (which may carry credentials) become non-enumerable getters, so
- * JSON.stringify and spreading leave them out while the properties still read as
- * before; and util.inspect (console.log), even with showHidden and getters, shows
- * the options through a custom view with both replaced.
+ * The options object is a provider anyone can inject and log. It gets a
+ * `toJSON` (JSON.stringify, and the JSON loggers built on it) and a util.inspect
+ * view (console.log, even with showHidden and getters) in which the secret and
+ * the proxy URL (which may carry credentials) are replaced. Both are
+ * non-enumerable and the properties themselves stay as they were, so a copy the
+ * app spreads from the object later (`{ ...options, loginPath }`) still has its
+ * credentials, and the module that gets the copy hides them again.
  */
 export function hideSecrets(options: DuoModuleOptions, printableProxy: string | undefined): void {
   if (Object.isFrozen(options)) return;
+  const hidden = (): Record<string, unknown> => ({
+    ...options,
+    ...('clientSecret' in options ? { clientSecret: '[hidden]' } : {}),
+    ...('proxy' in options ? { proxy: printableProxy ?? '[hidden]' } : {}),
+  });
   try {
-    for (const key of ['clientSecret', 'proxy'] as const) {
-      const descriptor = Object.getOwnPropertyDescriptor(options, key);
-      if (!descriptor || !descriptor.configurable || !('value' in descriptor)) continue;
-      const value: unknown = descriptor.value;
-      Object.defineProperty(options, key, { get: () => value, enumerable: false, configurable: true });
-    }
+    Object.defineProperty(options, 'toJSON', { value: hidden, enumerable: false, configurable: true, writable: true });
     Object.defineProperty(options, inspect.custom, {
-      value: (_depth: number, inspectOptions: InspectOptions, show: typeof inspect = inspect): string =>
-        show(
-          { ...options, ...('clientSecret' in options ? { clientSecret: '[hidden]' } : {}), ...(printableProxy === undefined ? {} : { proxy: printableProxy }) },
-          { ...inspectOptions, showHidden: false, getters: false },
-        ),
+      value: (_depth: number, inspectOptions: InspectOptions, show: typeof inspect = inspect): string => show(hidden(), { ...inspectOptions, showHidden: false, getters: false }),
       enumerable: false,
       configurable: true,
     });

@@ -157,6 +157,22 @@ describe('DuoModule configuration', () => {
     expect(JSON.stringify(options)).not.toContain(emulator.clientSecret);
     await app.close();
   });
+
+  it('leaves the options object usable: a copy spread from it after a module used it still starts a module, and stays hidden there', async () => {
+    // forRootAsync (and overrideProvider(DUO_MODULE_OPTIONS).useValue) hand the module the app's own object.
+    const options = emulator.clientOptions(REDIRECT_URI);
+    const first = await bootstrap([DuoModule.forRootAsync({ useFactory: () => options })]);
+    expect(first.get(DUO_MODULE_OPTIONS)).toBe(options);
+    await first.close();
+    expect(JSON.stringify(options)).not.toContain(emulator.clientSecret);
+    expect(inspect(options, { showHidden: true, getters: true })).not.toContain(emulator.clientSecret);
+    const copy = { ...options, loginPath: '/login' };
+    expect(copy.clientSecret).toBe(emulator.clientSecret);
+    const second = await bootstrap([DuoModule.forRoot(copy)]);
+    expect(JSON.stringify(second.get(DUO_MODULE_OPTIONS))).not.toContain(emulator.clientSecret);
+    expect(Math.abs((await second.get(DuoService).healthCheck()).clockOffsetSeconds)).toBeLessThan(5);
+    await second.close();
+  });
 });
 
 describe('the guard around the session', () => {
