@@ -1,4 +1,4 @@
-import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { HttpException, Inject, Injectable, type CanActivate, type ExecutionContext, type Type } from '@nestjs/common';
 import { GUARDS_METADATA } from '@nestjs/common/constants.js';
 import { HttpAdapterHost, Reflector } from '@nestjs/core';
 import { RETURN_TO_HEADER, REQUIRE_SECOND_FACTOR, SKIP_SECOND_FACTOR, type RequireSecondFactorOptions } from './duo.constants.js';
@@ -17,6 +17,8 @@ import { checkFactorEvidence, factorRuleOf, type FactorRuleOutcome, type Resolve
 
 /** The Duo application canActivate chose for a request, for check() (a subclass's override calls it with the request only). */
 const requestFlows = new WeakMap<object, DuoFlow>();
+/** What each handler of each controller demands, as `requirement()` read it from their decorators once. */
+const requirements = new WeakMap<object, WeakMap<object, RequireSecondFactorOptions | 'skip' | 'global'>>();
 
 /**
  * Lets a request through only when its session passed Duo for the current user
@@ -80,7 +82,7 @@ export class SecondFactorGuard implements CanActivate {
       if (!marker) return false;
       const rule = requirement === 'global' ? undefined : factorRuleOf(requirement, '@RequireSecondFactor()');
       if (rule !== undefined && !checkFactorEvidence(marker, rule).ok) return false;
-      requestFlows.set(request, flow);
+      // No requestFlows entry: only check() and flowOf() read it, and neither runs for this request.
       return true;
     } catch {
       return false;
@@ -100,6 +102,8 @@ export class SecondFactorGuard implements CanActivate {
       requestFlows.set(request, flow);
       return await this.check(request, maxAge, json, rule);
     } catch (error) {
+      // A subclass's own refusal (a 403 of its check(), say) is its answer: passed on as it is.
+      if (error instanceof HttpException && !(error instanceof DuoHttpException)) throw error;
       const answer =
         error instanceof DuoHttpException
           ? error
@@ -123,7 +127,8 @@ export class SecondFactorGuard implements CanActivate {
    */
   protected getRequest(context: ExecutionContext): DuoRequest | undefined {
     if (context.getType<string>() === 'graphql') return (context.getArgByIndex(2) as { req?: DuoRequest } | undefined)?.req;
-    return context.switchToHttp().getRequest<DuoRequest>();
+    // What switchToHttp().getRequest() returns, without the three closures switchToHttp() makes per call.
+    return context.getArgByIndex<DuoRequest>(0);
   }
 
   /**
@@ -135,10 +140,22 @@ export class SecondFactorGuard implements CanActivate {
   protected requirement(context: ExecutionContext): RequireSecondFactorOptions | 'skip' | 'global' {
     const handler = context.getHandler();
     const controller = context.getClass();
+    // Decorators are applied when the classes are defined: the answer for a handler of a controller never changes.
+    let byController = requirements.get(handler);
+    const known = byController?.get(controller);
+    if (known !== undefined) return known;
+    const found = this.#requirementOf(handler, controller);
+    if (!byController) requirements.set(handler, (byController = new WeakMap()));
+    byController.set(controller, found);
+    return found;
+  }
+
+  #requirementOf(handler: Function, controller: Type<unknown>): RequireSecondFactorOptions | 'skip' | 'global' {
+    const name = handler.name;
     const onHandler = this.reflector.get<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, handler);
     const onController = this.reflector.get<RequireSecondFactorOptions | undefined>(REQUIRE_SECOND_FACTOR, controller);
     // Both: the handler's options over the controller's, key by key (its application and rule stay).
-    if (onHandler !== undefined) return combinedRequirement(onHandler, onController, `${controller.name}.${handler.name}`);
+    if (onHandler !== undefined) return combinedRequirement(onHandler, onController, `${controller.name}.${name}`);
     if (this.reflector.get<boolean | undefined>(SKIP_SECOND_FACTOR, handler)) return 'skip';
     if (onController !== undefined) return onController;
     if (this.reflector.get<boolean | undefined>(SKIP_SECOND_FACTOR, controller)) return 'skip';

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { createHash } from 'node:crypto';
 import { Reflector } from '@nestjs/core';
-import { UseGuards, type ExecutionContext } from '@nestjs/common';
+import { ForbiddenException, UseGuards, type ExecutionContext } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { DuoHttpException, DuoModule, DuoService, RequireSecondFactor, SecondFactorGuard, SkipSecondFactor } from '../../src/index.js';
@@ -121,6 +121,20 @@ describe('SecondFactorGuard on GraphQL (same session as HTTP)', () => {
     expect(await audited.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req: gqlRequest(verified) }]))).toBe(true);
     expect(await audited.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req: blocked }]))).toBe(false);
     expect(asked).toEqual(['check', 'check']);
+    await own.close();
+  });
+
+  it("a subclass's own HttpException from check() is its answer, not a 503 duo_unavailable", async () => {
+    class RefusingGuard extends SecondFactorGuard {
+      protected override async check(): Promise<boolean> {
+        throw new ForbiddenException('Not from this network.');
+      }
+    }
+    const own = await Test.createTestingModule({ imports: [DuoModule.forRoot(emulator.clientOptions('http://localhost/duo/callback'))], providers: [RefusingGuard] }).compile();
+    const refusing = own.get(RefusingGuard);
+    const error = await Promise.resolve(refusing.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req: gqlRequest() }]))).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ForbiddenException);
+    expect((error as ForbiddenException).getStatus()).toBe(403);
     await own.close();
   });
 
