@@ -68,6 +68,9 @@ export interface BypassMarker {
   reason: string;
 }
 
+/** How far in this server's future a verified marker's time may be and still count for step-up routes (instances' clocks disagree a little). */
+export const MARKER_CLOCK_TOLERANCE_MS = 5_000;
+
 /**
  * The module's data objects this process made for one request (copy on write).
  * Keyed by the request's session object, which both session plugins create per
@@ -165,6 +168,9 @@ export class SecondFactorSession {
     if (!marker || typeof marker !== 'object' || marker.username !== username || marker.app !== application) return undefined;
     if (typeof marker.at !== 'number' || !Number.isFinite(marker.at)) return undefined;
     if (maxAgeSeconds !== undefined && now - marker.at > maxAgeSeconds * 1000) return undefined;
+    // From this server's future: another instance's clock is ahead (or the session was edited). Its age
+    // is unknown, so it is not fresh for a step-up route, which would otherwise stay open that much longer.
+    if (maxAgeSeconds !== undefined && marker.at - now > MARKER_CLOCK_TOLERANCE_MS) return undefined;
     return marker;
   }
 

@@ -15,6 +15,8 @@ class Handlers {
   plain(): void {}
   @SkipSecondFactor()
   skipped(): void {}
+  @RequireSecondFactor({ maxAge: 60 })
+  stepUp(): void {}
 }
 
 function context(type: string, handler: () => void, args: unknown[] = []): ExecutionContext {
@@ -136,6 +138,23 @@ describe('SecondFactorGuard on GraphQL (same session as HTTP)', () => {
     expect(error).toBeInstanceOf(ForbiddenException);
     expect((error as ForbiddenException).getStatus()).toBe(403);
     await own.close();
+  });
+
+  it("a marker dated in this server's future (another instance's clock ahead) is not fresh for a step-up route", async () => {
+    const app = createHash('sha256').update(duo.application).digest('base64url').slice(0, 12);
+    const at = (offsetMs: number) => gqlRequest({ verified: { username: 'alice', app, at: Date.now() + offsetMs } });
+    const stepUp = (req: unknown) => Promise.resolve(guard.canActivate(context('graphql', Handlers.prototype.stepUp, [{}, {}, { req }])));
+    // 45 s ahead (inside Duo's own 60 s leeway, so the login passed there) and a year ahead: asked again.
+    for (const ahead of [45_000, 365 * 86_400_000]) {
+      const error = await stepUp(at(ahead)).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DuoHttpException);
+      expect((error as DuoHttpException).code).toBe('step_up_required');
+    }
+    // A little ahead (clocks a few seconds apart), or in the past within maxAge: fresh.
+    expect(await stepUp(at(3_000))).toBe(true);
+    expect(await stepUp(at(-30_000))).toBe(true);
+    // Routes without maxAge do not look at the time.
+    expect(await guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req: at(365 * 86_400_000) }]))).toBe(true);
   });
 
   it('a marker of another application, or too old for a step-up route, is not passed synchronously', async () => {
