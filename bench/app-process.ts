@@ -33,6 +33,18 @@ export interface AppProcessConfig {
   redisUrl?: string;
   /** With redisUrl: keep the sessions in that Redis too (connect-redis 9, the same client), as several instances would. */
   redisSessions?: boolean;
+  /**
+   * Count the process's CPU time of each request, from the server's 'request' event (before Express
+   * and Nest see it) to the answer's 'finish', per path (guard benchmark, sequential requests only:
+   * with several requests in flight their CPU would overlap).
+   */
+  requestCpu?: boolean;
+}
+
+/** CPU of the requests to one path since the last takeRequestCpu (µs, user + system, whole process). */
+export interface RequestCpu {
+  count: number;
+  cpuUs: number;
 }
 
 /** One session's pending logins in Redis: the key and its value, and what Redis itself counts for them. */
@@ -210,6 +222,20 @@ const { app, baseUrl } = await buildDuoTestApp({
 const server = app.getHttpServer() as { keepAliveTimeout: number; headersTimeout: number };
 server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;
+let requestCpu: Record<string, RequestCpu> = {};
+if (config.requestCpu) {
+  // First of the server's listeners, so the CPU of everything the app does for a request is inside the window.
+  (server as unknown as import('node:http').Server).prependListener('request', (req, res) => {
+    const started = process.cpuUsage();
+    const path = String(req.url ?? '').split('?', 1)[0]!;
+    res.once('finish', () => {
+      const used = process.cpuUsage(started);
+      const entry = (requestCpu[path] ??= { count: 0, cpuUs: 0 });
+      entry.count++;
+      entry.cpuUs += used.user + used.system;
+    });
+  });
+}
 const duo = app.get(DuoContext);
 if (config.timeRequests) timeDuoCalls(duo.client as never);
 
@@ -335,6 +361,12 @@ serveRpc(
     takeRequestTimes: () => {
       const taken = requestTimes;
       requestTimes = {};
+      return taken;
+    },
+    /** The per-request CPU since the last call (requestCpu), then starts afresh. */
+    takeRequestCpu: () => {
+      const taken = requestCpu;
+      requestCpu = {};
       return taken;
     },
     sessionJson: (sid: string) => storeSessions()[sid] ?? null,

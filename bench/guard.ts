@@ -11,7 +11,8 @@
  */
 import autocannon, { type AutocannonResult } from 'autocannon';
 import { startStack } from './stack.js';
-import type { AppStats } from './app-process.js';
+import { Client } from 'undici';
+import type { AppStats, RequestCpu } from './app-process.js';
 import { log, median, ratioRow, type ResultRow } from './stats.js';
 
 export interface GuardOptions {
@@ -25,6 +26,10 @@ export interface GuardOptions {
   cpuSeconds?: number;
   /** Requests per second of the fixed-rate phase, the same for all three routes (BENCH_GUARD_RATE). */
   rate?: number;
+  /** Rounds of the interleaved phase (row 3d): one connection, one request at a time, the three routes in turn request by request. */
+  seqRounds?: number;
+  /** Requests per route and round in the interleaved phase. */
+  seqRequests?: number;
 }
 
 function check(result: AutocannonResult, what: string): number {
@@ -41,7 +46,9 @@ export async function benchGuard(options: GuardOptions = {}): Promise<ResultRow[
   const cpuRounds = options.cpuRounds ?? 18;
   const cpuSeconds = options.cpuSeconds ?? 1.5;
   const rate = options.rate ?? Number(process.env.BENCH_GUARD_RATE ?? 600);
-  const stack = await startStack();
+  const seqRounds = options.seqRounds ?? 12;
+  const seqRequests = options.seqRequests ?? 1000;
+  const stack = await startStack({ app: { requestCpu: true } });
   try {
     const login = await stack.driver.login('guard.user');
     if (!login.ok || !login.cookie) throw new Error(`guard benchmark: the login failed at ${login.failedAt} (${login.reason})`);
@@ -99,6 +106,34 @@ export async function benchGuard(options: GuardOptions = {}): Promise<ResultRow[
     for (let round = 0; round < cpuRounds; round++) {
       for (const path of orders[round % orders.length]!) check(await run(path, cpuSeconds, rate), path);
     }
+    // Row 3d: the three routes interleaved request by request on one connection, each request's CPU counted in the
+    // app from its arrival to its answer: the machine's drift (other jobs, the hypervisor) hits the three alike.
+    const seq: Record<string, number[]> = { '/account': [], '/open': [], '/noop-guard': [] };
+    const client = new Client(appUrl, { pipelining: 1, connections: 1 } as ConstructorParameters<typeof Client>[1]);
+    try {
+      const one = async (path: string): Promise<void> => {
+        const answer = await client.request({ path, method: 'GET', headers: { cookie, accept: 'text/html' } });
+        const body = await answer.body.text();
+        if (answer.statusCode !== 200 || body !== 'account of guard.user') throw new Error(`guard benchmark: ${path} answered HTTP ${answer.statusCode}`);
+      };
+      const paths = ['/account', '/open', '/noop-guard'];
+      for (let i = 0; i < 300; i++) await one(paths[i % 3]!);
+      await stack.app.call<Record<string, RequestCpu>>('takeRequestCpu');
+      for (let round = 0; round < seqRounds; round++) {
+        for (let i = 0; i < seqRequests; i++) for (const path of orders[(round + i) % orders.length]!) await one(path);
+        const taken = await stack.app.call<Record<string, RequestCpu>>('takeRequestCpu');
+        for (const path of paths) {
+          const entry = taken[path];
+          if (!entry || entry.count !== seqRequests) throw new Error(`guard benchmark: the app counted ${entry?.count ?? 0} requests to ${path}, not ${seqRequests}`);
+          seq[path]!.push(entry.cpuUs / entry.count);
+        }
+      }
+    } finally {
+      await client.close();
+    }
+    const seqRatio = (a: string, b: string): number[] => seq[a]!.map((us, i) => seq[b]![i]! / us);
+    log(`guard: interleaved, us CPU/request per round: guarded ${seq['/account']!.map((v) => v.toFixed(1)).join(', ')}; undecorated ${seq['/open']!.map((v) => v.toFixed(1)).join(', ')}; no-op guard ${seq['/noop-guard']!.map((v) => v.toFixed(1)).join(', ')}`);
+    log(`guard: interleaved, undecorated / guarded per round ${seqRatio('/account', '/open').map((v) => v.toFixed(3)).join(', ')}`);
     log(`guard: guarded ${guarded.map(Math.round).join(', ')}; undecorated ${open.map(Math.round).join(', ')} req/s`);
     // Requests per CPU-second of the app process: the same comparison, far less sensitive to other work on the machine.
     const perCpuGuarded = cpuPerRequest['/account']!.map((us) => 1e6 / us);
@@ -130,6 +165,16 @@ export async function benchGuard(options: GuardOptions = {}): Promise<ResultRow[
         'req/CPU-s',
         0.97,
       ),
+      {
+        ...ratioRow(
+          `3d. same, the three routes interleaved request by request (one connection, ${seqRounds} rounds of ${seqRequests} each; guarded ${median(seq['/account']!).toFixed(1)} us, undecorated ${median(seq['/open']!).toFixed(1)} us, no-op guard ${median(seq['/noop-guard']!).toFixed(1)} us CPU/request)`,
+          seq['/account']!.map((us) => 1e6 / us),
+          seq['/open']!.map((us) => 1e6 / us),
+          'req/CPU-s',
+          0.97,
+        ),
+      },
+      ratioRow(`3e. 3d against the no-op guard (what Nest costs for any guard: ${(median(seq['/noop-guard']!) - median(seq['/open']!)).toFixed(1)} us)`, seq['/account']!.map((us) => 1e6 / us), seq['/noop-guard']!.map((us) => 1e6 / us), 'req/CPU-s', 0.97),
     ];
   } finally {
     await stack.stop();

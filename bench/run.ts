@@ -29,7 +29,7 @@ if (only.has('1')) {
   rows.push(...(await benchSigning(quick ? { rounds: 4, roundMs: 250 } : {})));
 }
 if (only.has('2')) rows.push(...(await benchExchange(quick ? { rounds: 2, batch: 100 } : {})));
-if (only.has('3')) rows.push(...(await benchGuard(quick ? { rounds: 2, seconds: 1, cpuRounds: 2, cpuSeconds: 1 } : {})));
+if (only.has('3')) rows.push(...(await benchGuard(quick ? { rounds: 2, seconds: 1, cpuRounds: 2, cpuSeconds: 1, seqRounds: 2, seqRequests: 100 } : {})));
 if (only.has('4')) rows.push(...(await benchLogins(quick ? { runs: 1, seconds: 3 } : {})));
 if (only.has('5')) rows.push(...(await benchMemory(quick ? { logins: 1000 } : {})));
 if (only.has('6')) rows.push(await benchTlsReconnect(quick ? { rounds: 2, callsPerRound: 10 } : {}));
