@@ -20,6 +20,7 @@ export class AdminController {
   @Get()
   @RequireSecondFactor({ application: 'admin', requireInteraction: true })
   dashboard(@Req() req: SampleRequest): string {
-    return adminPage(this.status.of(req), this.duo.forApplication('admin').verification(req)!);
+    const admin = this.duo.forApplication('admin');
+    return adminPage(this.status.of(req), admin.verification(req)!, admin.application);
   }
 }

@@ -116,7 +116,7 @@ export function sensitivePage(status: PageStatus): string {
 }
 
 /** The admin area: the admin application's marker, beside the staff one the other pages use. */
-export function adminPage(status: PageStatus, admin: VerifiedMarker): string {
+export function adminPage(status: PageStatus, admin: VerifiedMarker, application: string): string {
   return layout(
     'Admin',
     status,
@@ -124,7 +124,7 @@ export function adminPage(status: PageStatus, admin: VerifiedMarker): string {
     html`<h1>Admin area</h1>
 <p class="lead">This page is on a second Duo application: <code>@RequireSecondFactor({ application: 'admin', requireInteraction: true })</code>. Passing Duo for the account pages does not count here, and Duo must have asked you (no remembered device, no bypass).</p>
 <section class="card"><h2>Admin second factor</h2><dl class="facts" data-testid="admin-second-factor">
-  <dt>Duo application</dt><dd data-testid="admin-app"><code>${admin.app}</code></dd>
+  <dt>Duo application</dt><dd data-testid="admin-app"><code>${application}</code> (the marker names it <code>${admin.app}</code>)</dd>
   <dt>Passed at</dt><dd data-testid="admin-verified-at" data-ms="${admin.at}">${formatTime(admin.at)} (${formatAge(status.now - admin.at)})</dd>
   <dt>Factor</dt><dd data-testid="admin-factor">${admin.factor ?? 'not reported'}</dd>
   <dt>Reason</dt><dd>${admin.reason ?? 'not reported'}</dd>
