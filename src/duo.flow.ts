@@ -5,7 +5,7 @@ import type { DuoRequest } from './duo.options.js';
 import { DuoError, isDuoError, type DuoAuthUrlExtras, type DuoIdTokenClaims } from './protocol/index.js';
 import { isWellFormedState } from './protocol/random.js';
 import { printable, rawQuery, safeReturnPath } from './request.util.js';
-import { MARKER_CLOCK_TOLERANCE_MS, SecondFactorSession } from './second-factor.session.js';
+import { markerAge, SecondFactorSession } from './second-factor.session.js';
 import { lintSessionCookie } from './session-cookie.lint.js';
 import { Throttle } from './throttle.js';
 import { PromptLimitError, type PromptLimiter } from './prompt-limits.js';
@@ -80,16 +80,17 @@ export class DuoFlow {
   verification(request: DuoRequest, maxAge?: number): VerifiedMarker | undefined {
     const username = this.usernameOf(request);
     if (!username) return undefined;
+    const marker = SecondFactorSession.of(request).verifiedFor(username, this.context.markerTag, this.#slot);
+    if (marker === undefined) return undefined;
     const now = Date.now();
-    const session = SecondFactorSession.of(request);
-    const marker = session.verifiedFor(username, this.context.markerTag, maxAge, now, this.#slot);
-    if (marker === undefined && maxAge !== undefined) this.#warnFutureMarker(session.verifiedFor(username, this.context.markerTag, undefined, now, this.#slot), now);
-    return marker;
+    const age = markerAge(marker, maxAge, now);
+    if (age === 'future') this.#warnFutureMarker(marker, now);
+    return age === 'fresh' ? marker : undefined;
   }
 
   /** A marker from this server's future asked for a new login on a step-up route: the clocks of the app's instances disagree (logged at most once a minute). */
-  #warnFutureMarker(marker: VerifiedMarker | undefined, now: number): void {
-    if (marker === undefined || marker.at - now <= MARKER_CLOCK_TOLERANCE_MS || this.#futureWarnings.pass(now) === undefined) return;
+  #warnFutureMarker(marker: VerifiedMarker, now: number): void {
+    if (this.#futureWarnings.pass(now) === undefined) return;
     this.context.logger.warn(
       `${this.#named()}A verified session's Duo login is dated ${Math.round((marker.at - now) / 1000)} s in this server's future, so step-up routes (maxAge) ask for Duo again. ` +
         "Another instance's clock is ahead of this one's: synchronise the servers' clocks (NTP).",

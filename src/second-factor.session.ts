@@ -72,6 +72,18 @@ export interface BypassMarker {
 export const MARKER_CLOCK_TOLERANCE_MS = 5_000;
 
 /**
+ * Whether a marker counts for a route with `maxAgeSeconds` (none: any age does).
+ * `future`: dated more than the tolerance in this server's future (another
+ * instance's clock is ahead, or the session was edited): its age is unknown, so
+ * it is not fresh for a step-up route, which would otherwise stay open that much longer.
+ */
+export function markerAge(marker: VerifiedMarker, maxAgeSeconds: number | undefined, now: number): 'fresh' | 'old' | 'future' {
+  if (maxAgeSeconds === undefined) return 'fresh';
+  if (now - marker.at > maxAgeSeconds * 1000) return 'old';
+  return marker.at - now > MARKER_CLOCK_TOLERANCE_MS ? 'future' : 'fresh';
+}
+
+/**
  * The module's data objects this process made for one request (copy on write).
  * Keyed by the request's session object, which both session plugins create per
  * request, so an entry never outlives the request that made it.
@@ -159,18 +171,11 @@ export class SecondFactorSession {
     return data.binding;
   }
 
-  /**
-   * The verified marker, if it belongs to `username` and to this Duo application
-   * and, with `maxAgeSeconds`, the user authenticated at Duo no longer ago than that.
-   */
-  verifiedFor(username: string, application: string, maxAgeSeconds?: number, now = Date.now(), slot?: string): VerifiedMarker | undefined {
+  /** The verified marker, if it belongs to `username` and to this Duo application (its age: `markerAge()`). */
+  verifiedFor(username: string, application: string, slot?: string): VerifiedMarker | undefined {
     const marker = this.#markers(slot)?.verified;
     if (!marker || typeof marker !== 'object' || marker.username !== username || marker.app !== application) return undefined;
     if (typeof marker.at !== 'number' || !Number.isFinite(marker.at)) return undefined;
-    if (maxAgeSeconds !== undefined && now - marker.at > maxAgeSeconds * 1000) return undefined;
-    // From this server's future: another instance's clock is ahead (or the session was edited). Its age
-    // is unknown, so it is not fresh for a step-up route, which would otherwise stay open that much longer.
-    if (maxAgeSeconds !== undefined && marker.at - now > MARKER_CLOCK_TOLERANCE_MS) return undefined;
     return marker;
   }
 
