@@ -20,6 +20,12 @@ const requestFlows = new WeakMap<object, DuoFlow>();
 /** What each handler of each controller demands, as `requirement()` read it from their decorators once. */
 const requirements = new WeakMap<object, WeakMap<object, RequireSecondFactorOptions | 'skip' | 'global'>>();
 
+/** A route's application, step-up window and resolved factor rule (none for a globally guarded route). Throws for a rule that cannot be. */
+function routeOf(requirement: RequireSecondFactorOptions | 'global'): { named?: string; maxAge?: number; rule?: ResolvedFactorRule } {
+  if (requirement === 'global') return {};
+  return { named: requirement.application, maxAge: requirement.maxAge, rule: factorRuleOf(requirement, '@RequireSecondFactor()') };
+}
+
 /**
  * Lets a request through only when its session passed Duo for the current user
  * (recently enough for step-up routes, in the way a factor rule demands).
@@ -73,14 +79,12 @@ export class SecondFactorGuard implements CanActivate {
   #passesNow(request: DuoRequest, requirement: RequireSecondFactorOptions | 'global'): boolean {
     if (this.check !== SecondFactorGuard.prototype.check || this.flowOf !== SecondFactorGuard.prototype.flowOf) return false;
     try {
-      const named = requirement === 'global' ? undefined : requirement.application;
+      const { named, maxAge, rule } = routeOf(requirement);
       const flow = named === undefined ? this.applications.resolveNow() : this.applications.flow(named);
       if (!flow || request.session === null || typeof request.session !== 'object') return false;
       flow.checkSessionCookie(request);
-      const maxAge = requirement === 'global' ? undefined : requirement.maxAge;
       const marker = flow.verification(request, maxAge);
       if (!marker) return false;
-      const rule = requirement === 'global' ? undefined : factorRuleOf(requirement, '@RequireSecondFactor()');
       if (rule !== undefined && !checkFactorEvidence(marker, rule).ok) return false;
       // No requestFlows entry: only check() and flowOf() read it, and neither runs for this request.
       return true;
@@ -92,11 +96,9 @@ export class SecondFactorGuard implements CanActivate {
   async #decide(context: ExecutionContext, type: string, request: DuoRequest, requirement: RequireSecondFactorOptions | 'global'): Promise<boolean> {
     // GraphQL travels over HTTP with the same session: it is checked like an API client.
     const json = type === 'graphql' || wantsJson(request);
-    const maxAge = requirement === 'global' ? undefined : requirement.maxAge;
     try {
-      const rule = requirement === 'global' ? undefined : factorRuleOf(requirement, '@RequireSecondFactor()');
+      const { named, maxAge, rule } = routeOf(requirement);
       // The route's application, else the request's (resolveApplication), else the default; check() reads it from the request.
-      const named = requirement === 'global' ? undefined : requirement.application;
       const flow = named === undefined ? await this.applications.resolve(request) : this.applications.flow(named);
       if (!flow) throw new DuoError<DuoErrorCode>('config_invalid', `The route names the Duo application "${named}", which is not registered.`);
       requestFlows.set(request, flow);
