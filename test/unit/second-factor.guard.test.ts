@@ -1,8 +1,8 @@
 import 'reflect-metadata';
 import { createHash } from 'node:crypto';
 import { Reflector } from '@nestjs/core';
-import { ForbiddenException, UseGuards, type ExecutionContext } from '@nestjs/common';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ForbiddenException, Logger, UseGuards, type ExecutionContext } from '@nestjs/common';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { DuoHttpException, DuoModule, DuoService, RequireSecondFactor, SecondFactorGuard, SkipSecondFactor } from '../../src/index.js';
 import { DuoEmulator } from '../../src/testing/index.js';
@@ -18,6 +18,9 @@ class Handlers {
   @RequireSecondFactor({ maxAge: 60 })
   stepUp(): void {}
 }
+
+/** A marker names its application by 12 characters of the SHA-256 of clientId@host. */
+const markerTag = (application: string): string => createHash('sha256').update(application).digest('base64url').slice(0, 12);
 
 function context(type: string, handler: () => void, args: unknown[] = []): ExecutionContext {
   return {
@@ -99,8 +102,7 @@ describe('SecondFactorGuard on GraphQL (same session as HTTP)', () => {
   });
 
   it('lets a verified session through', async () => {
-    // A marker names its application by 12 characters of the SHA-256 of clientId@host.
-    const app = createHash('sha256').update(duo.application).digest('base64url').slice(0, 12);
+    const app = markerTag(duo.application);
     const req = gqlRequest({ verified: { username: 'alice', app, at: Date.now() } });
     // Decided without a promise: the verified path is synchronous.
     expect(guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req }]))).toBe(true);
@@ -117,7 +119,7 @@ describe('SecondFactorGuard on GraphQL (same session as HTTP)', () => {
     // Made by Nest as a user's guard is, with the module's providers.
     const own = await Test.createTestingModule({ imports: [DuoModule.forRoot(emulator.clientOptions('http://localhost/duo/callback'))], providers: [AuditedGuard] }).compile();
     const audited = own.get(AuditedGuard);
-    const app = createHash('sha256').update(duo.application).digest('base64url').slice(0, 12);
+    const app = markerTag(duo.application);
     const verified = { verified: { username: 'alice', app, at: Date.now() } };
     const blocked = { ...gqlRequest(verified), headers: { 'x-blocked': '1' } };
     expect(await audited.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req: gqlRequest(verified) }]))).toBe(true);
@@ -141,7 +143,7 @@ describe('SecondFactorGuard on GraphQL (same session as HTTP)', () => {
   });
 
   it("a marker dated in this server's future (another instance's clock ahead) is not fresh for a step-up route", async () => {
-    const app = createHash('sha256').update(duo.application).digest('base64url').slice(0, 12);
+    const app = markerTag(duo.application);
     const at = (offsetMs: number) => gqlRequest({ verified: { username: 'alice', app, at: Date.now() + offsetMs } });
     const stepUp = (req: unknown) => Promise.resolve(guard.canActivate(context('graphql', Handlers.prototype.stepUp, [{}, {}, { req }])));
     // 45 s ahead (inside Duo's own 60 s leeway, so the login passed there) and a year ahead: asked again.
@@ -155,6 +157,24 @@ describe('SecondFactorGuard on GraphQL (same session as HTTP)', () => {
     expect(await stepUp(at(-30_000))).toBe(true);
     // Routes without maxAge do not look at the time.
     expect(await guard.canActivate(context('graphql', Handlers.prototype.plain, [{}, {}, { req: at(365 * 86_400_000) }]))).toBe(true);
+  });
+
+  it('says once a minute, with the fix, that a future-dated login asked for Duo again', async () => {
+    // A module of its own, so that no earlier test has used its once-a-minute line.
+    const own = await Test.createTestingModule({ imports: [DuoModule.forRoot(emulator.clientOptions('http://localhost/duo/callback'))] }).compile();
+    const ownGuard = own.get(SecondFactorGuard);
+    const warn = vi.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    try {
+      const req = () => gqlRequest({ verified: { username: 'alice', app: markerTag(duo.application), at: Date.now() + 45_000 } });
+      for (let i = 0; i < 3; i++) await Promise.resolve(ownGuard.canActivate(context('graphql', Handlers.prototype.stepUp, [{}, {}, { req: req() }]))).catch(() => undefined);
+      const lines = warn.mock.calls.map(([message]) => String(message)).filter((message) => message.includes("in this server's future"));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/dated 45 s in this server's future.*synchronise the servers' clocks \(NTP\)/);
+      expect(lines[0]).not.toContain(emulator.clientSecret);
+    } finally {
+      warn.mockRestore();
+      await own.close();
+    }
   });
 
   it('a marker of another application, or too old for a step-up route, is not passed synchronously', async () => {
