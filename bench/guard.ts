@@ -13,7 +13,7 @@ import autocannon, { type AutocannonResult } from 'autocannon';
 import { startStack } from './stack.js';
 import { Client } from 'undici';
 import type { AppStats, RequestCpu } from './app-process.js';
-import { log, median, ratioRow, type ResultRow } from './stats.js';
+import { log, median, ratioRow, turns, type ResultRow } from './stats.js';
 
 export interface GuardOptions {
   rounds?: number;
@@ -88,14 +88,7 @@ export async function benchGuard(options: GuardOptions = {}): Promise<ResultRow[
     const noop: number[] = [];
     const into: Record<string, number[]> = { '/account': guarded, '/open': open, '/noop-guard': noop };
     // Each round runs the three routes, in an order that turns from round to round (each first, middle and last alike).
-    const orders = [
-      ['/account', '/open', '/noop-guard'],
-      ['/open', '/noop-guard', '/account'],
-      ['/noop-guard', '/account', '/open'],
-      ['/account', '/noop-guard', '/open'],
-      ['/open', '/account', '/noop-guard'],
-      ['/noop-guard', '/open', '/account'],
-    ];
+    const orders = turns('/account', '/open', '/noop-guard');
     for (let round = 0; round < rounds; round++) {
       for (const path of orders[round % orders.length]!) into[path]!.push(check(await run(path, seconds), path));
     }

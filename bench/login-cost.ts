@@ -23,7 +23,7 @@
 import { createClient } from 'redis';
 import type { AppEvents, AppStats } from './app-process.js';
 import { startStack, type Stack } from './stack.js';
-import { formatNumber, log, mapLimit, median, type ResultRow } from './stats.js';
+import { formatNumber, log, mapLimit, median, turns, type ResultRow } from './stats.js';
 import { RedisServer } from '../test/support/redis-server.js';
 
 export type LoginCostStore = 'session' | 'redis';
@@ -206,14 +206,7 @@ export async function benchLoginCost(options: LoginCostOptions = {}): Promise<Lo
       const passedBefore = (await stack.app.call<AppEvents>('events')).passed;
       const exchangesBefore = (await stack.emulator.call<{ tokenExchangesOk: number }>('stats')).tokenExchangesOk;
       const sides = { login: { task: secondFactor, into: loginUs }, plain: { task: threePlain, into: plainUs }, hand: { task: secondFactorHand, into: handUs } };
-      const orders = [
-        ['login', 'plain', 'hand'],
-        ['plain', 'hand', 'login'],
-        ['hand', 'login', 'plain'],
-        ['login', 'hand', 'plain'],
-        ['plain', 'login', 'hand'],
-        ['hand', 'plain', 'login'],
-      ] as const;
+      const orders = turns('login' as const, 'plain' as const, 'hand' as const);
       for (let round = 0; round < rounds; round++) {
         for (const side of orders[round % orders.length]!) {
           const sessions = await primaryLogins(stack, perRound, concurrency);

@@ -1,5 +1,17 @@
 /** Small numeric and printing helpers shared by the benchmarks and the load run. */
 
+/** The six orders of three sides, for rounds that turn them (each side first, middle and last alike). */
+export function turns<T>(a: T, b: T, c: T): ReadonlyArray<readonly [T, T, T]> {
+  return [
+    [a, b, c],
+    [b, c, a],
+    [c, a, b],
+    [a, c, b],
+    [b, a, c],
+    [c, b, a],
+  ];
+}
+
 export function median(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
